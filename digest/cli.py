@@ -1,0 +1,328 @@
+"""The ``digest`` command. Each command parses options and calls one library function."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+from sqlalchemy import func, select
+
+from digest import __version__, schema
+from digest.config import CONFIG_FILENAME, STARTER_CONFIG, Settings, load_settings
+from digest.db import Category, make_engine, session_factory, transaction, utcnow
+from digest.delivery import EditionReport, open_database, run_edition
+from digest.errors import DigestError
+from digest.models import summary_categories
+from digest.transports import make_transport
+from subscribers.service import category_subscriber_counts
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+
+class DigestGroup(click.Group):
+    """Turns :class:`DigestError` into one readable line and exit status 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except DigestError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+def _settings(ctx: click.Context) -> Settings:
+    path = ctx.find_root().params.get("config")
+    return load_settings(Path(path) if path else None)
+
+
+@click.group(cls=DigestGroup)
+@click.option(
+    "--config",
+    type=click.Path(dir_okay=False),
+    envvar="DIGEST_CONFIG",
+    help="Config file (default: ./digest.toml).",
+)
+@click.version_option(__version__, prog_name="digest")
+def cli(config: str | None) -> None:
+    """Weekly email digests of new research summaries, one per subscriber.
+
+    \b
+    Example:
+      digest demo              # try it: sample data, this week's edition into ./outbox
+    """
+
+
+@cli.command()
+def init() -> None:
+    """Create digest.toml (if there is none) and the database, or migrate it to the latest schema.
+
+    \b
+    Example:
+      digest init && digest categories list
+    """
+    ctx = click.get_current_context()
+    if not ctx.find_root().params.get("config") and not Path(CONFIG_FILENAME).exists():
+        Path(CONFIG_FILENAME).write_text(STARTER_CONFIG, encoding="utf-8")
+        out.print(f"Wrote a starter {CONFIG_FILENAME}: edit it before sending real email.")
+    settings = _settings(ctx)
+    engine = make_engine(settings.database_url)
+    schema.upgrade(engine)
+    out.print(
+        f"Database ready at schema {schema.current_revision(engine)}: "
+        f"{engine.url.render_as_string(hide_password=True)}"
+    )
+
+
+@cli.command()
+def demo() -> None:
+    """Try digest in this folder: sample data, then this week's edition into ./outbox.
+
+    Running it again sends nothing new, and says so.
+
+    \b
+    Example:
+      mkdir try-digest && cd try-digest && digest demo
+    """
+    from digest.demo import load_demo
+
+    ctx = click.get_current_context()
+    if not Path(CONFIG_FILENAME).exists() and not ctx.find_root().params.get("config"):
+        Path(CONFIG_FILENAME).write_text(STARTER_CONFIG, encoding="utf-8")
+        out.print(f"Wrote {CONFIG_FILENAME} (sample settings, file outbox).")
+    settings = _settings(ctx)
+    engine = make_engine(settings.database_url)
+    schema.upgrade(engine)
+    now = utcnow()
+    with transaction(session_factory(engine)) as session:
+        loaded = load_demo(session, now=now)
+    if loaded.summaries_added or loaded.subscribers_added:
+        out.print(
+            f"Loaded sample data: {loaded.summaries_added} summaries, "
+            f"{loaded.subscribers_added} subscribers."
+        )
+    report = _run(settings, "file", dry_run=False, engine=engine, now=now)
+    folder = settings.outbox_dir / report.key
+    if report.sent:
+        out.print(f"\nLook at: {folder}/")
+        out.print("  *.eml          one message per reader (open with any mail program)")
+        out.print("  variant-NN.html one file per distinct digest (open in a browser)")
+    out.print(
+        "Preview any reader: digest preview --categories pharmacology,neurology --out preview"
+    )
+
+
+@cli.command()
+@click.option(
+    "--transport",
+    type=click.Choice(["smtp", "file", "console"]),
+    help="Override the configured transport.",
+)
+@click.option("--dry-run", is_flag=True, help="Say what would be sent, per variant; send nothing.")
+@click.option(
+    "--edition",
+    "key",
+    metavar="KEY",
+    help="Edition key such as 2026-W48 (default: the current week).",
+)
+def send(transport: str | None, dry_run: bool, key: str | None) -> None:
+    """Send this week's edition; a second run resumes it and never sends twice.
+
+    \b
+    Example:
+      digest send --dry-run && digest send
+    """
+    settings = _settings(click.get_current_context())
+    report = _run(settings, transport or settings.transport, dry_run=dry_run, key=key)
+    if report.deferred or report.failed:
+        sys.exit(2 if report.failed and not report.sent else 0)
+
+
+def _run(
+    settings: Settings,
+    transport_name: str,
+    *,
+    dry_run: bool,
+    key: str | None = None,
+    engine: Any = None,
+    now: dt.datetime | None = None,
+) -> EditionReport:
+    transport = make_transport(settings, transport_name)
+    try:
+        with _progress() as progress:
+            report = run_edition(
+                settings,
+                transport,
+                dry_run=dry_run,
+                key=key,
+                engine=engine,
+                now=now,
+                progress=progress,
+            )
+    finally:
+        transport.close()
+    _print_report(report, transport_name, settings)
+    return report
+
+
+@contextmanager
+def _progress() -> Iterator[Callable[[int, int], None] | None]:
+    if not err.is_terminal:
+        yield None
+        return
+    with Progress(
+        TextColumn("sending"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("send", total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
+
+
+def _print_report(report: EditionReport, transport: str, settings: Settings) -> None:
+    verb = "would send" if report.dry_run else "sent"
+    if report.variants:
+        table = Table(title=f"Edition {report.key} (cutoff {report.cutoff:%Y-%m-%d %H:%M} UTC)")
+        table.add_column("variant", justify="right")
+        table.add_column("subject")
+        table.add_column("summaries", justify="right")
+        table.add_column(f"{'would send' if report.dry_run else 'to send'}", justify="right")
+        for v in report.variants:
+            table.add_row(str(v.number), v.subject, str(v.summaries), str(v.recipients))
+        out.print(table)
+    if report.dry_run:
+        total = sum(v.recipients for v in report.variants)
+        out.print(
+            f"Dry run: {verb} {total} messages in {len(report.variants)} variants; "
+            f"{report.nothing_new} readers have nothing new. Nothing was sent."
+        )
+        return
+    if not report.variants:
+        already = f"; {report.previously_sent} sent earlier" if report.previously_sent else ""
+        out.print(
+            f"Nothing new to send for edition {report.key}{already}. "
+            f"{report.nothing_new} readers have nothing new."
+        )
+        return
+    where = f" into {settings.outbox_dir / report.key}" if transport == "file" else ""
+    out.print(
+        f"Edition {report.key}: sent {report.sent} via {transport}{where} "
+        f"in {report.seconds:.1f} s; {report.nothing_new} readers had nothing new."
+    )
+    if report.resent_after_crash:
+        out.print(
+            f"{report.resent_after_crash} messages were in flight during an earlier "
+            "crash and were sent again with their original Message-ID."
+        )
+    if report.skipped:
+        out.print(f"Skipped {report.skipped} (unsubscribed or erased since planning).")
+    if report.deferred:
+        out.print(f"{report.deferred} deferred by the server; run `digest send` again later.")
+    if report.failed:
+        reasons = ", ".join(f"{n} x {why}" for why, n in report.failures.most_common(3))
+        out.print(f"{report.failed} failed permanently: {reasons}")
+
+
+@cli.command()
+@click.option(
+    "--categories", required=True, metavar="A,B", help="Comma-separated category slugs or names."
+)
+@click.option(
+    "--since",
+    type=click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M"]),
+    help="Start of the window (default: the previous edition's cutoff).",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    default="preview",
+    show_default=True,
+    help="Folder for the .html, .txt and .eml files.",
+)
+def preview(categories: str, since: dt.datetime | None, out_dir: str) -> None:
+    """Write what a reader of these categories gets this week (no ledger row is touched).
+
+    \b
+    Example:
+      digest preview --categories pharmacology,neurology --out preview
+    """
+    from digest.preview import preview_categories
+
+    settings = _settings(click.get_current_context())
+    labels = [label for label in categories.split(",") if label.strip()]
+    since_utc = since.replace(tzinfo=settings.zone).astimezone(dt.UTC) if since else None
+    result = preview_categories(settings, labels, now=utcnow(), since=since_utc)
+    if not result.summaries:
+        out.print(
+            f"Nothing new in {', '.join(result.categories)} between "
+            f"{result.since:%Y-%m-%d %H:%M} and {result.cutoff:%Y-%m-%d %H:%M} UTC: "
+            "such a reader gets no email this week."
+        )
+        return
+    folder = Path(out_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = "-".join(sorted(label.strip().lower().replace(" ", "-") for label in labels))
+    (folder / f"{stem}.html").write_text(result.html, encoding="utf-8")
+    (folder / f"{stem}.txt").write_text(result.text, encoding="utf-8")
+    (folder / f"{stem}.eml").write_bytes(result.eml)
+    out.print(f"{result.subject}")
+    out.print(
+        f"Wrote {folder / stem}.html, .txt and .eml ({result.summaries} summaries since "
+        f"{result.since:%Y-%m-%d %H:%M} UTC)."
+    )
+
+
+@cli.group()
+def categories() -> None:
+    """Categories readers subscribe to."""
+
+
+@categories.command("list")
+def categories_list() -> None:
+    """Show each category's slug, name, summaries and active subscribers.
+
+    \b
+    Example:
+      digest categories list
+    """
+    settings = _settings(click.get_current_context())
+    factory = open_database(settings)
+    with factory() as session:
+        summary_counts: dict[int, int] = dict(
+            session.execute(
+                select(summary_categories.c.category_id, func.count()).group_by(
+                    summary_categories.c.category_id
+                )
+            ).all()
+        )
+        subscriber_counts = category_subscriber_counts(session)
+        rows = session.scalars(select(Category).order_by(Category.name)).all()
+    table = Table()
+    for column in ("slug", "name", "summaries", "subscribers"):
+        table.add_column(
+            column, justify="right" if column in ("summaries", "subscribers") else "left"
+        )
+    for c in rows:
+        table.add_row(
+            c.slug, c.name, str(summary_counts.get(c.id, 0)), str(subscriber_counts.get(c.id, 0))
+        )
+    out.print(table if rows else "No categories yet: import summaries first.")
+
+
+def main() -> None:
+    cli(prog_name="digest")

@@ -1,0 +1,387 @@
+"""Settings: read once at the edge from ``digest.toml`` and the environment, then passed down.
+
+Every key can be set in the TOML file or overridden by the environment variable
+``DIGEST_<KEY>`` (``database_url`` -> ``DIGEST_DATABASE_URL``). The file is ``./digest.toml``
+or the one named by ``DIGEST_CONFIG``. Relative paths in the file (SQLite database, outbox,
+templates) are taken relative to the file's folder, so cron can run from anywhere.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from email_validator import EmailNotValidError, validate_email
+
+from digest.errors import ConfigError
+
+CONFIG_FILENAME = "digest.toml"
+TRANSPORTS = ("smtp", "file", "console")
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    """Where and how to hand messages to a mail server."""
+
+    host: str
+    port: int
+    security: str  # "starttls", "tls" (implicit, smtps) or "none"
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    timeout: float = 30.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything digest needs to know, validated. Build it with :func:`load_settings`."""
+
+    site_name: str
+    site_url: str
+    base_url: str
+    sender_name: str
+    sender_address: str
+    postal_address: str
+    list_id: str
+    database_url: str
+    reply_to: str | None = None
+    unsubscribe_mailto: str | None = None
+    timezone: str = "UTC"
+    language: str = "en"
+    brand_color: str = "#1d4f91"
+    card_cap: int = 15
+    lookback_days: int = 7
+    transport: str = "file"
+    outbox_dir: Path = Path("outbox")
+    smtp: SmtpSettings | None = None
+    templates_dir: Path | None = None
+    send_batch_size: int = 100
+    config_path: Path | None = None
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def sender_domain(self) -> str:
+        return self.sender_address.rpartition("@")[2]
+
+
+def env_name(key: str) -> str:
+    return "DIGEST_" + key.upper()
+
+
+def _text(key: str, value: Any, source: str) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(key, f"expected text, got {type(value).__name__}", source=source)
+    text: str = value.strip()
+    if not text:
+        raise ConfigError(key, "is empty", source=source)
+    if "\r" in text or "\n" in text:
+        raise ConfigError(key, "must be on one line", source=source)
+    return text
+
+
+def _https_url(key: str, value: Any, source: str) -> str:
+    text = _text(key, value, source).rstrip("/")
+    parts = urlsplit(text)
+    if parts.scheme != "https" or not parts.hostname:
+        raise ConfigError(key, f"must be an https:// URL, got {text!r}", source=source)
+    return text
+
+
+def _email(key: str, value: Any, source: str) -> str:
+    text = _text(key, value, source)
+    try:
+        return str(validate_email(text, check_deliverability=False).normalized)
+    except EmailNotValidError as exc:
+        raise ConfigError(
+            key, f"{text!r} is not a valid email address ({exc})", source=source
+        ) from None
+
+
+def _int_in(low: int, high: int) -> Callable[[str, Any, str], int]:
+    def parse(key: str, value: Any, source: str) -> int:
+        if isinstance(value, str):
+            try:
+                value = int(value.strip())
+            except ValueError:
+                raise ConfigError(
+                    key, f"expected a whole number, got {value!r}", source=source
+                ) from None
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ConfigError(key, "expected a whole number", source=source)
+        if not low <= value <= high:
+            raise ConfigError(key, f"must be between {low} and {high}, got {value}", source=source)
+        return value
+
+    return parse
+
+
+def _timezone(key: str, value: Any, source: str) -> str:
+    text = _text(key, value, source)
+    try:
+        ZoneInfo(text)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(
+            key, f"{text!r} is not an IANA time zone such as Europe/London", source=source
+        ) from None
+    return text
+
+
+def _list_id(key: str, value: Any, source: str) -> str:
+    text = _text(key, value, source)
+    if len(text) > 255 or not re.fullmatch(r"[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+", text):
+        raise ConfigError(
+            key, f"{text!r} must be a dotted name such as weekly.example.org", source=source
+        )
+    return text
+
+
+def _color(key: str, value: Any, source: str) -> str:
+    text = _text(key, value, source)
+    if not re.fullmatch(r"#[0-9a-fA-F]{6}", text):
+        raise ConfigError(key, f"must be a colour like #1d4f91, got {text!r}", source=source)
+    return text.lower()
+
+
+def _choice(*choices: str) -> Callable[[str, Any, str], str]:
+    def parse(key: str, value: Any, source: str) -> str:
+        text = _text(key, value, source).lower()
+        if text not in choices:
+            raise ConfigError(key, f"must be one of {', '.join(choices)}", source=source)
+        return text
+
+    return parse
+
+
+def _language(key: str, value: Any, source: str) -> str:
+    text = _text(key, value, source)
+    if not re.fullmatch(r"[a-zA-Z]{2,3}(-[a-zA-Z0-9]{2,8})*", text) or text.lower() == "und":
+        raise ConfigError(key, "must be a language tag such as en or en-GB", source=source)
+    return text
+
+
+def parse_smtp_url(url: str, *, source: str = "environment") -> SmtpSettings:
+    """``smtp://user:pass@host:587?starttls=true``, ``smtps://host:465``, ``smtp://127.0.0.1:25``.
+
+    ``smtp://`` uses STARTTLS unless the host is a loopback address or ``?starttls=false``.
+    """
+    key = "smtp_url"
+    parts = urlsplit(_text(key, url, source))
+    if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+        raise ConfigError(
+            key, "must look like smtp://user:pass@host:587 or smtps://host:465", source=source
+        )
+    query = {k: v[-1].lower() for k, v in parse_qs(parts.query).items()}
+    timeout = 30.0
+    if "timeout" in query:
+        try:
+            timeout = float(query["timeout"])
+        except ValueError:
+            raise ConfigError(key, "timeout must be a number of seconds", source=source) from None
+    try:
+        port = parts.port
+    except ValueError:
+        raise ConfigError(key, "has an invalid port", source=source) from None
+    if parts.scheme == "smtps":
+        security = "tls"
+    else:
+        starttls = query.get("starttls")
+        if starttls is None:
+            security = "none" if _is_loopback(parts.hostname) else "starttls"
+        elif starttls in _TRUE:
+            security = "starttls"
+        elif starttls in _FALSE:
+            security = "none"
+        else:
+            raise ConfigError(key, "starttls must be true or false", source=source)
+    return SmtpSettings(
+        host=parts.hostname,
+        port=port or (465 if security == "tls" else 587 if security == "starttls" else 25),
+        security=security,
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+        timeout=timeout,
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+# key -> (parser, default or REQUIRED). Order is the order of the starter file.
+REQUIRED = object()
+_Parser = Callable[[str, Any, str], Any]
+_FIELDS: dict[str, tuple[_Parser, Any]] = {
+    "site_name": (_text, REQUIRED),
+    "site_url": (_https_url, REQUIRED),
+    "base_url": (_https_url, REQUIRED),
+    "sender_name": (_text, REQUIRED),
+    "sender_address": (_email, REQUIRED),
+    "reply_to": (_email, None),
+    "postal_address": (_text, REQUIRED),
+    "list_id": (_list_id, REQUIRED),
+    "unsubscribe_mailto": (_email, None),
+    "timezone": (_timezone, "UTC"),
+    "language": (_language, "en"),
+    "brand_color": (_color, "#1d4f91"),
+    "card_cap": (_int_in(1, 50), 15),
+    "lookback_days": (_int_in(1, 365), 7),
+    "transport": (_choice(*TRANSPORTS), "file"),
+    "database_url": (_text, "sqlite:///digest.sqlite3"),
+    "outbox_dir": (_text, "outbox"),
+    "smtp_url": (_text, None),
+    "templates_dir": (_text, None),
+    "send_batch_size": (_int_in(1, 10_000), 100),
+}
+SETTING_KEYS = tuple(_FIELDS)
+
+
+def find_config(env: Mapping[str, str], cwd: Path) -> Path | None:
+    """The config file in use: ``$DIGEST_CONFIG``, else ``./digest.toml`` if it exists."""
+    if env.get("DIGEST_CONFIG"):
+        path = Path(env["DIGEST_CONFIG"])
+        if not path.is_file():
+            raise ConfigError("config", f"file {path} does not exist")
+        return path
+    candidate = cwd / CONFIG_FILENAME
+    return candidate if candidate.is_file() else None
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("config", f"{path} is not valid TOML: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError("config", f"cannot read {path}: {exc}") from None
+    unknown = sorted(set(data) - set(_FIELDS))
+    if unknown:
+        raise ConfigError(unknown[0], "is not a known setting", source=str(path))
+    return data
+
+
+def load_settings(
+    path: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> Settings:
+    """Read the config file (if any) and the environment into a validated :class:`Settings`."""
+    env = os.environ if env is None else env
+    cwd = Path.cwd() if cwd is None else cwd
+    path = path if path is not None else find_config(env, cwd)
+    data = read_config_file(path) if path is not None else {}
+    base_dir = path.parent if path is not None else cwd
+    values: dict[str, Any] = {}
+    for key, (parse, default) in _FIELDS.items():
+        if env.get(env_name(key)):
+            raw, source = env[env_name(key)], "the environment"
+        elif key in data:
+            raw, source = data[key], str(path)
+        elif default is REQUIRED:
+            hint = f"add it to {path}" if path else "run `digest init` to create digest.toml"
+            raise ConfigError(key, f"is missing; {hint} or set the variable")
+        else:
+            values[key] = default
+            continue
+        values[key] = parse(key, raw, source)
+
+    smtp = None
+    if values["smtp_url"] is not None:
+        smtp = parse_smtp_url(values["smtp_url"])
+    elif values["transport"] == "smtp":
+        raise ConfigError("smtp_url", "is missing but transport is smtp")
+    return Settings(
+        site_name=values["site_name"],
+        site_url=values["site_url"],
+        base_url=values["base_url"],
+        sender_name=values["sender_name"],
+        sender_address=values["sender_address"],
+        postal_address=values["postal_address"],
+        list_id=values["list_id"],
+        database_url=_resolve_sqlite(values["database_url"], base_dir),
+        reply_to=values["reply_to"],
+        unsubscribe_mailto=values["unsubscribe_mailto"],
+        timezone=values["timezone"],
+        language=values["language"],
+        brand_color=values["brand_color"],
+        card_cap=values["card_cap"],
+        lookback_days=values["lookback_days"],
+        transport=values["transport"],
+        outbox_dir=base_dir / values["outbox_dir"],
+        smtp=smtp,
+        templates_dir=base_dir / values["templates_dir"] if values["templates_dir"] else None,
+        send_batch_size=values["send_batch_size"],
+        config_path=path,
+    )
+
+
+def _resolve_sqlite(url: str, base_dir: Path) -> str:
+    """Make ``sqlite:///relative.db`` relative to the config file's folder."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
+        return prefix + str((base_dir / url[len(prefix) :]).resolve())
+    return url
+
+
+STARTER_CONFIG = """\
+# digest configuration. Every key can also be set by an environment variable:
+# DIGEST_<KEY IN CAPITALS>, for example DIGEST_DATABASE_URL or DIGEST_SMTP_URL.
+# These values work as they are for local trials: messages go to ./outbox as files.
+
+# The site whose summaries are sent, shown in every email.
+site_name = "Spinal Cord Research Help (sample)"
+site_url = "https://example.org"
+
+# Where the subscriber pages (unsubscribe, preferences) are served. Must be https.
+base_url = "https://example.org/digest"
+
+# Who the email comes from. Use an address at a domain you control (SPF, DKIM, DMARC).
+sender_name = "Spinal Cord Research Digest"
+sender_address = "digest@example.org"
+# reply_to = "editors@example.org"
+
+# A real postal address is required in bulk mail (CAN-SPAM); it is shown in every footer.
+postal_address = "Example Foundation, 1 Example Street, Springfield 00000, Country"
+
+# A stable dotted name for this list (List-Id header, RFC 2919), in your own domain.
+list_id = "weekly.digest.example.org"
+# unsubscribe_mailto = "unsubscribe@example.org"
+
+# Editions are keyed by ISO week in this IANA time zone.
+timezone = "UTC"
+language = "en"
+brand_color = "#1d4f91"
+
+# At most this many summaries per email (Gmail clips HTML over about 100 KB);
+# the rest are linked on the site.
+card_cap = 15
+# A new subscriber's first digest covers this many days before they joined.
+lookback_days = 7
+
+# smtp, file (one .eml per message in outbox_dir) or console.
+transport = "file"
+outbox_dir = "outbox"
+# smtp_url = "smtp://user:password@smtp.example.org:587?starttls=true"
+
+# SQLite file next to this config by default; PostgreSQL: postgresql+psycopg://user@host/db
+database_url = "sqlite:///digest.sqlite3"
+
+# Your own copy of the templates (digest templates copy DIR) instead of the built-in ones.
+# templates_dir = "templates"
+"""

@@ -1,0 +1,62 @@
+"""The exceptions digest raises on purpose.
+
+Everything the CLI reports as one clear line derives from :class:`DigestError`::
+
+    DigestError
+     ├── ConfigError          a missing or invalid setting (names the key and its variable)
+     ├── DataError            bad input data (names the file, line or field)
+     ├── TemplateError        a template that does not render (names the file and line)
+     ├── MessageError         a built message that breaks the email standards
+     ├── TransportError       the mail server or outbox cannot take messages
+     │    └── TransportUnavailable   cannot connect at all: nothing was sent
+     ├── EditionError         an edition that cannot be run as asked
+     └── SubscriberError      a subscriber operation that cannot be done
+
+Anything else escaping to the CLI is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class DigestError(Exception):
+    """Base of every error digest reports to its user as one line."""
+
+
+class ConfigError(DigestError, ValueError):
+    """A setting is missing or invalid."""
+
+    def __init__(self, key: str, problem: str, *, source: str | None = None) -> None:
+        self.key = key
+        self.problem = problem
+        self.source = source
+        env = "DIGEST_" + key.upper().replace(".", "_")
+        where = f" in {source}" if source else ""
+        super().__init__(f"setting '{key}' (environment variable {env}){where}: {problem}")
+
+
+class DataError(DigestError, ValueError):
+    """Input data is malformed; the message says where."""
+
+
+class TemplateError(DigestError):
+    """A template failed to load or render; the message names file and line."""
+
+
+class MessageError(DigestError):
+    """A built message does not meet the email standards."""
+
+
+class TransportError(DigestError):
+    """Delivery through the configured transport failed."""
+
+
+class TransportUnavailable(TransportError):
+    """The transport cannot be reached at all; nothing was handed over."""
+
+
+class EditionError(DigestError):
+    """An edition cannot be run as asked."""
+
+
+class SubscriberError(DigestError, ValueError):
+    """A subscriber operation was refused (unknown address, invalid value...)."""

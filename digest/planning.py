@@ -1,0 +1,200 @@
+"""Plan an edition: pick each reader's summaries and record one queued ledger row per reader.
+
+Readers are streamed in batches by id (never all in memory); each batch is one transaction,
+so an interrupted plan resumes where it stopped. Readers with the same categories and the
+same summaries share a :class:`~digest.models.Variant`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from sqlalchemy import func, insert, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from digest.db import Category, transaction
+from digest.message import new_message_id
+from digest.models import Delivery, DeliveryStatus, Edition, Summary, Variant, summary_categories
+from digest.selection import Catalog, ItemRef, Reader, VariantKey, select_items, variant_key
+from subscribers.models import Status, Subscriber, Subscription
+
+READER_BATCH = 1000
+
+
+@dataclass
+class PlanResult:
+    queued: int = 0  # ledger rows created by this plan
+    nothing_new: int = 0  # active readers with no new summary: no email
+    #: recipients per variant key planned by this run
+    per_variant: Counter[VariantKey] = field(default_factory=Counter)
+
+
+def load_catalog(session: Session, cutoff: dt.datetime) -> Catalog:
+    """Every summary published up to ``cutoff``, as light references."""
+    categories: dict[int, set[int]] = {}
+    for summary_id, category_id in session.execute(
+        select(summary_categories.c.summary_id, summary_categories.c.category_id)
+    ):
+        categories.setdefault(summary_id, set()).add(category_id)
+    rows = session.execute(
+        select(Summary.id, Summary.published_at).where(Summary.published_at <= cutoff)
+    )
+    return Catalog(
+        (ItemRef(sid, published, frozenset(categories.get(sid, ()))) for sid, published in rows),
+        cutoff,
+    )
+
+
+def iter_readers(
+    session: Session, edition: Edition, *, batch: int = READER_BATCH
+) -> Iterator[list[Reader]]:
+    """Active readers not yet planned in ``edition``, in batches ordered by id."""
+    after = 0
+    while True:
+        rows = (
+            session.execute(
+                select(Subscriber.id, Subscriber.active_since)
+                .where(
+                    Subscriber.status == Status.ACTIVE.value,
+                    Subscriber.active_since.is_not(None),
+                    Subscriber.active_since <= edition.cutoff,
+                    Subscriber.id > after,
+                )
+                .order_by(Subscriber.id)
+                .limit(batch)
+            )
+            .all()
+        )
+        if not rows:
+            return
+        after = rows[-1][0]
+        ids = [subscriber_id for subscriber_id, _ in rows]
+        planned = set(
+            session.scalars(
+                select(Delivery.subscriber_id).where(
+                    Delivery.edition_id == edition.id, Delivery.subscriber_id.in_(ids)
+                )
+            )
+        )
+        chosen: dict[int, set[int]] = {}
+        for subscriber_id, category_id in session.execute(
+            select(Subscription.subscriber_id, Subscription.category_id).where(
+                Subscription.subscriber_id.in_(ids)
+            )
+        ):
+            chosen.setdefault(subscriber_id, set()).add(category_id)
+        last_cutoff = dict(
+            session.execute(
+                select(Delivery.subscriber_id, func.max(Edition.cutoff))
+                .join(Edition, Edition.id == Delivery.edition_id)
+                .where(
+                    Delivery.subscriber_id.in_(ids),
+                    Delivery.status == DeliveryStatus.SENT.value,
+                    Edition.id != edition.id,
+                )
+                .group_by(Delivery.subscriber_id)
+            ).all()
+        )
+        yield [
+            Reader(
+                subscriber_id=subscriber_id,
+                category_ids=frozenset(chosen.get(subscriber_id, ())),
+                active_since=active_since,
+                last_cutoff=last_cutoff.get(subscriber_id),
+            )
+            for subscriber_id, active_since in rows
+            if subscriber_id not in planned and active_since is not None
+        ]
+
+
+def plan_edition(
+    factory: sessionmaker[Session],
+    edition: Edition,
+    *,
+    lookback: dt.timedelta,
+    now: dt.datetime,
+    domain: str,
+    dry_run: bool = False,
+) -> PlanResult:
+    """Queue a ledger row for every active reader with something new (unless ``dry_run``)."""
+    result = PlanResult()
+    with factory() as session:
+        catalog = load_catalog(session, edition.cutoff)
+        variants: dict[VariantKey, int] = {
+            (tuple(v.category_ids), tuple(v.summary_ids)): v.id
+            for v in session.scalars(select(Variant).where(Variant.edition_id == edition.id))
+        }
+        numbers = len(variants)
+        session.commit()  # end the read transaction; each batch below is its own
+        readers = iter_readers(session, edition)
+        while True:
+            with session.begin():
+                batch = next(readers, None)
+                if batch is None:
+                    break
+                rows = []
+                for reader in batch:
+                    items = select_items(reader, catalog, lookback)
+                    if not items:
+                        result.nothing_new += 1
+                        continue
+                    key = variant_key(reader, items)
+                    result.per_variant[key] += 1
+                    if dry_run:
+                        continue
+                    if key not in variants:
+                        numbers += 1
+                        variant = Variant(
+                            edition_id=edition.id,
+                            number=numbers,
+                            category_ids=list(key[0]),
+                            summary_ids=list(key[1]),
+                            web_id=secrets.token_urlsafe(24),
+                        )
+                        session.add(variant)
+                        session.flush()
+                        variants[key] = variant.id
+                    rows.append(
+                        {
+                            "edition_id": edition.id,
+                            "subscriber_id": reader.subscriber_id,
+                            "variant_id": variants[key],
+                            "status": DeliveryStatus.QUEUED.value,
+                            "message_id": new_message_id(edition.key, domain),
+                            "attempts": 0,
+                            "created_at": now,
+                            "updated_at": now,
+                        }
+                    )
+                if rows:
+                    session.execute(insert(Delivery), rows)
+                    result.queued += len(rows)
+    return result
+
+
+def ordered_categories(session: Session) -> list[Category]:
+    """All categories in the order sections appear in an email (by name)."""
+    return list(session.scalars(select(Category).order_by(Category.name, Category.id)))
+
+
+def get_or_create_edition(
+    factory: sessionmaker[Session], key: str, *, now: dt.datetime, create: bool = True
+) -> tuple[Edition | None, bool]:
+    """The edition ``key``; created with ``cutoff = now`` if it does not exist yet."""
+    with factory() as session:
+        edition = session.scalar(select(Edition).where(Edition.key == key))
+        if edition is not None or not create:
+            return edition, False
+    try:
+        with transaction(factory) as session:
+            edition = Edition(key=key, cutoff=now, created_at=now)
+            session.add(edition)
+        return edition, True
+    except IntegrityError:  # another process created it a moment ago
+        with factory() as session:
+            return session.scalar(select(Edition).where(Edition.key == key)), False

@@ -1,0 +1,140 @@
+"""Message building: quoted-printable with protected tokens, splicing, header safety."""
+
+from __future__ import annotations
+
+import datetime as dt
+import email
+import email.policy
+import quopri
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from digest.config import Settings
+from digest.errors import MessageError
+from digest.message import (
+    Recipient,
+    build_template,
+    message_problems,
+    new_message_id,
+    new_placeholder,
+    qp_encode,
+    to_header,
+)
+from digest.render import Rendered
+from subscribers.tokens import new_token
+
+DATE = dt.datetime(2026, 11, 23, 8, 0, tzinfo=dt.UTC)
+
+
+@given(st.text(), st.integers(min_value=0, max_value=200))
+def test_qp_round_trips_and_never_splits_the_placeholder(text: str, at: int) -> None:
+    placeholder = new_placeholder()
+    text = text[:at] + placeholder + text[at:]
+    encoded = qp_encode(text, placeholder)
+    assert all(len(line) <= 76 for line in encoded.split(b"\r\n"))
+    assert placeholder.encode() in encoded
+    token = new_token()
+    spliced = encoded.replace(placeholder.encode(), token.encode())
+    decoded = quopri.decodestring(spliced.replace(b"\r\n", b"\n")).decode("utf-8")
+    normalised = text.replace("\r\n", "\n").replace("\r", "\n").replace(placeholder, token)
+    assert decoded == normalised
+
+
+def rendered(subject: str = "3 new summaries in Pharmacology", text: str = "", html: str = ""):
+    def fill(body: str, placeholder: str) -> str:
+        return body.replace("TOKEN", placeholder)
+
+    return subject, fill, text or "Hello\nUnsubscribe: https://example.org/digest/u/TOKEN\n", (
+        html or '<!doctype html><html lang="en"><a href="https://example.org/digest/u/TOKEN">'
+        "Unsubscribe</a></html>"
+    )
+
+
+def build(settings: Settings, subject: str = "3 new summaries in Pharmacology",
+          text: str | None = None):
+    placeholder = new_placeholder()
+    text = text or f"Hello ü\nUnsubscribe: {settings.base_url}/u/{placeholder}\n"
+    html = (f'<!doctype html><html lang="en"><a href="{settings.base_url}/u/{placeholder}">'
+            "Unsubscribe</a> café</html>")
+    return build_template(settings, Rendered(subject, html, text), placeholder=placeholder,
+                          date=DATE)
+
+
+def test_personalised_bytes_parse_back_with_every_value(settings: Settings) -> None:
+    template = build(settings)
+    token = new_token()
+    mid = new_message_id("2026-W48", settings.sender_domain)
+    raw = template.personalize(Recipient("ada@example.org", "Ada Lovelace", token, mid))
+    assert message_problems(raw, token=token, base_url=settings.base_url) == []
+    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    assert msg["To"] == "Ada Lovelace <ada@example.org>"
+    assert msg["Message-ID"] == mid
+    assert msg["Date"] == "Mon, 23 Nov 2026 08:00:00 +0000"
+    assert msg["List-Unsubscribe"] == f"<{settings.base_url}/u/{token}>"
+    text, html = (p.get_content() for p in msg.iter_parts())
+    assert f"{settings.base_url}/u/{token}" in text and "ü" in text
+    assert f'href="{settings.base_url}/u/{token}"' in html and "café" in html
+
+
+def test_two_recipients_get_different_message_ids_and_tokens(settings: Settings) -> None:
+    template = build(settings)
+    a = template.personalize(Recipient("a@example.org", None, new_token(),
+                                       new_message_id("k", "example.org")))
+    b = template.personalize(Recipient("b@example.org", None, new_token(),
+                                       new_message_id("k", "example.org")))
+    ma, mb = (email.message_from_bytes(x, policy=email.policy.default) for x in (a, b))
+    assert ma["Message-ID"] != mb["Message-ID"]
+    assert ma["List-Unsubscribe"] != mb["List-Unsubscribe"]
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["Evil\r\nBcc: victim@example.org", "Zoë Müller-Łukasiewicz", 'Quote " and \\ back',
+     "x" * 150],
+)
+def test_display_names_never_inject_headers(name: str) -> None:
+    line = to_header("reader@example.org", name)
+    assert line.endswith(b"\r\n")
+    assert b"\n" not in line[:-2].replace(b"\r\n ", b"")
+    msg = email.message_from_bytes(line + b"Subject: x\r\n\r\n", policy=email.policy.default)
+    assert msg["Bcc"] is None
+    assert msg["To"].addresses[0].addr_spec == "reader@example.org"
+    assert msg["To"].addresses[0].display_name == " ".join(name.split())
+
+
+def test_crlf_in_subject_never_reaches_the_header_raw(settings: Settings) -> None:
+    template = build(settings, subject="Week\r\nBcc: victim@example.org")
+    raw = template.personalize(Recipient("a@example.org", None, new_token(), "<a@b.c>"))
+    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    assert msg["Bcc"] is None
+    assert "victim" in str(msg["Subject"])
+
+
+def test_a_template_without_the_token_in_a_body_is_refused(settings: Settings) -> None:
+    placeholder = new_placeholder()
+    with pytest.raises(MessageError, match="text/plain part lacks"):
+        build_template(
+            settings,
+            Rendered("s", f'<a href="{settings.base_url}/u/{placeholder}">u</a>', "no link"),
+            placeholder=placeholder, date=DATE,
+        )
+
+
+def test_non_ascii_subject_and_sender_are_encoded_words_only_in_phrases(
+    settings: Settings,
+) -> None:
+    from dataclasses import replace
+
+    settings = replace(settings, sender_name="Récherche Digest – Übersicht")
+    template = build(settings, subject="3 nouvelles synthèses en Pharmacologie ≥ α")
+    raw = template.personalize(Recipient("a@example.org", None, new_token(), "<a@b.c>"))
+    head = raw.split(b"\r\n\r\n", 1)[0]
+    for line in head.split(b"\r\n"):
+        assert len(line) <= 78 or line.startswith(b"List-Unsubscribe:")
+    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    assert str(msg["Subject"]) == "3 nouvelles synthèses en Pharmacologie ≥ α"
+    assert msg["From"].addresses[0].display_name == "Récherche Digest – Übersicht"
+    assert msg["From"].addresses[0].addr_spec == settings.sender_address
+    assert b"=?" not in b"".join(l for l in head.split(b"\r\n") if l.startswith(b"List-Unsub"))
