@@ -24,7 +24,7 @@ from digest.models import summary_categories
 from digest.transports import make_transport
 from subscribers.service import category_subscriber_counts
 
-out = Console(highlight=False)
+out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False)
 
 
@@ -111,7 +111,7 @@ def demo() -> None:
     report = _run(settings, "file", dry_run=False, engine=engine, now=now)
     folder = settings.outbox_dir / report.key
     if report.sent:
-        out.print(f"\nLook at: {folder}/")
+        out.print(f"\nLook at {_shown(folder)}/")
         out.print("  *.eml          one message per reader (open with any mail program)")
         out.print("  variant-NN.html one file per distinct digest (open in a browser)")
     out.print(
@@ -193,6 +193,14 @@ def _progress() -> Iterator[Callable[[int, int], None] | None]:
         yield update
 
 
+def _shown(path: Path) -> str:
+    """``path`` relative to the current folder when it is inside it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def _print_report(report: EditionReport, transport: str, settings: Settings) -> None:
     verb = "would send" if report.dry_run else "sent"
     if report.variants:
@@ -213,15 +221,13 @@ def _print_report(report: EditionReport, transport: str, settings: Settings) -> 
         return
     if not report.variants:
         already = f"; {report.previously_sent} sent earlier" if report.previously_sent else ""
-        out.print(
-            f"Nothing new to send for edition {report.key}{already}. "
-            f"{report.nothing_new} readers have nothing new."
-        )
+        out.print(f"Nothing new to send for edition {report.key}{already}.")
         return
-    where = f" into {settings.outbox_dir / report.key}" if transport == "file" else ""
+    where = f" into {_shown(settings.outbox_dir / report.key)}" if transport == "file" else ""
+    quiet = f"; {report.nothing_new} readers had nothing new" if report.nothing_new else ""
     out.print(
         f"Edition {report.key}: sent {report.sent} via {transport}{where} "
-        f"in {report.seconds:.1f} s; {report.nothing_new} readers had nothing new."
+        f"in {report.seconds:.1f} s{quiet}."
     )
     if report.resent_after_crash:
         out.print(

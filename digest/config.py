@@ -378,6 +378,9 @@ lookback_days = 7
 transport = "file"
 outbox_dir = "outbox"
 # smtp_url = "smtp://user:password@smtp.example.org:587?starttls=true"
+# How many ledger rows a sender claims at a time; after a crash at most this many
+# messages may go out twice (with their original Message-ID).
+send_batch_size = 100
 
 # SQLite file next to this config by default; PostgreSQL: postgresql+psycopg://user@host/db
 database_url = "sqlite:///digest.sqlite3"

@@ -278,30 +278,27 @@ def _count(session: Session, edition_id: int, statuses: Sequence[str]) -> int:
 def _claim(factory: sessionmaker[Session], edition_id: int, after: int, limit: int) -> list[_Claim]:
     """Mark the next ``limit`` pending rows as sending (one transaction) and return them."""
     with transaction(factory) as session:
-        rows = (
-            session.execute(
-                select(
-                    Delivery.id,
-                    Delivery.variant_id,
-                    Delivery.message_id,
-                    Delivery.status,
-                    Delivery.attempts,
-                    Subscriber.email,
-                    Subscriber.name,
-                    Subscriber.token,
-                    Subscriber.status,
-                )
-                .outerjoin(Subscriber, Subscriber.id == Delivery.subscriber_id)
-                .where(
-                    Delivery.edition_id == edition_id,
-                    Delivery.status.in_(PENDING),
-                    Delivery.id > after,
-                )
-                .order_by(Delivery.id)
-                .limit(limit)
+        rows = session.execute(
+            select(
+                Delivery.id,
+                Delivery.variant_id,
+                Delivery.message_id,
+                Delivery.status,
+                Delivery.attempts,
+                Subscriber.email,
+                Subscriber.name,
+                Subscriber.token,
+                Subscriber.status,
             )
-            .all()
-        )
+            .outerjoin(Subscriber, Subscriber.id == Delivery.subscriber_id)
+            .where(
+                Delivery.edition_id == edition_id,
+                Delivery.status.in_(PENDING),
+                Delivery.id > after,
+            )
+            .order_by(Delivery.id)
+            .limit(limit)
+        ).all()
         if not rows:
             return []
         session.execute(

@@ -56,20 +56,17 @@ def iter_readers(
     """Active readers not yet planned in ``edition``, in batches ordered by id."""
     after = 0
     while True:
-        rows = (
-            session.execute(
-                select(Subscriber.id, Subscriber.active_since)
-                .where(
-                    Subscriber.status == Status.ACTIVE.value,
-                    Subscriber.active_since.is_not(None),
-                    Subscriber.active_since <= edition.cutoff,
-                    Subscriber.id > after,
-                )
-                .order_by(Subscriber.id)
-                .limit(batch)
+        rows = session.execute(
+            select(Subscriber.id, Subscriber.active_since)
+            .where(
+                Subscriber.status == Status.ACTIVE.value,
+                Subscriber.active_since.is_not(None),
+                Subscriber.active_since <= edition.cutoff,
+                Subscriber.id > after,
             )
-            .all()
-        )
+            .order_by(Subscriber.id)
+            .limit(batch)
+        ).all()
         if not rows:
             return
         after = rows[-1][0]

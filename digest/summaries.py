@@ -77,10 +77,12 @@ def upsert_summary(session: Session, record: SummaryRecord, *, now: dt.datetime)
     values: dict[str, object] = {"title": record.title, "published_at": record.published_at}
     values.update({k: record.fields[k] for k in OPTIONAL_FIELDS if k in record.fields})
     if summary is None:
-        defaults: dict[str, object] = {"key_findings": [], "limitations": [],
-                                       "simple_explanation": ""}
-        summary = Summary(url=record.url, created_at=now, updated_at=now,
-                          **{**defaults, **values})
+        defaults: dict[str, object] = {
+            "key_findings": [],
+            "limitations": [],
+            "simple_explanation": "",
+        }
+        summary = Summary(url=record.url, created_at=now, updated_at=now, **{**defaults, **values})
         summary.categories = categories
         session.add(summary)
         session.flush()

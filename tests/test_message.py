@@ -46,20 +46,30 @@ def rendered(subject: str = "3 new summaries in Pharmacology", text: str = "", h
     def fill(body: str, placeholder: str) -> str:
         return body.replace("TOKEN", placeholder)
 
-    return subject, fill, text or "Hello\nUnsubscribe: https://example.org/digest/u/TOKEN\n", (
-        html or '<!doctype html><html lang="en"><a href="https://example.org/digest/u/TOKEN">'
-        "Unsubscribe</a></html>"
+    return (
+        subject,
+        fill,
+        text or "Hello\nUnsubscribe: https://example.org/digest/u/TOKEN\n",
+        (
+            html
+            or '<!doctype html><html lang="en"><a href="https://example.org/digest/u/TOKEN">'
+            "Unsubscribe</a></html>"
+        ),
     )
 
 
-def build(settings: Settings, subject: str = "3 new summaries in Pharmacology",
-          text: str | None = None):
+def build(
+    settings: Settings, subject: str = "3 new summaries in Pharmacology", text: str | None = None
+):
     placeholder = new_placeholder()
     text = text or f"Hello ü\nUnsubscribe: {settings.base_url}/u/{placeholder}\n"
-    html = (f'<!doctype html><html lang="en"><a href="{settings.base_url}/u/{placeholder}">'
-            "Unsubscribe</a> café</html>")
-    return build_template(settings, Rendered(subject, html, text), placeholder=placeholder,
-                          date=DATE)
+    html = (
+        f'<!doctype html><html lang="en"><a href="{settings.base_url}/u/{placeholder}">'
+        "Unsubscribe</a> café</html>"
+    )
+    return build_template(
+        settings, Rendered(subject, html, text), placeholder=placeholder, date=DATE
+    )
 
 
 def test_personalised_bytes_parse_back_with_every_value(settings: Settings) -> None:
@@ -80,10 +90,12 @@ def test_personalised_bytes_parse_back_with_every_value(settings: Settings) -> N
 
 def test_two_recipients_get_different_message_ids_and_tokens(settings: Settings) -> None:
     template = build(settings)
-    a = template.personalize(Recipient("a@example.org", None, new_token(),
-                                       new_message_id("k", "example.org")))
-    b = template.personalize(Recipient("b@example.org", None, new_token(),
-                                       new_message_id("k", "example.org")))
+    a = template.personalize(
+        Recipient("a@example.org", None, new_token(), new_message_id("k", "example.org"))
+    )
+    b = template.personalize(
+        Recipient("b@example.org", None, new_token(), new_message_id("k", "example.org"))
+    )
     ma, mb = (email.message_from_bytes(x, policy=email.policy.default) for x in (a, b))
     assert ma["Message-ID"] != mb["Message-ID"]
     assert ma["List-Unsubscribe"] != mb["List-Unsubscribe"]
@@ -91,8 +103,7 @@ def test_two_recipients_get_different_message_ids_and_tokens(settings: Settings)
 
 @pytest.mark.parametrize(
     "name",
-    ["Evil\r\nBcc: victim@example.org", "Zoë Müller-Łukasiewicz", 'Quote " and \\ back',
-     "x" * 150],
+    ["Evil\r\nBcc: victim@example.org", "Zoë Müller-Łukasiewicz", 'Quote " and \\ back', "x" * 150],
 )
 def test_display_names_never_inject_headers(name: str) -> None:
     line = to_header("reader@example.org", name)
@@ -118,7 +129,8 @@ def test_a_template_without_the_token_in_a_body_is_refused(settings: Settings) -
         build_template(
             settings,
             Rendered("s", f'<a href="{settings.base_url}/u/{placeholder}">u</a>', "no link"),
-            placeholder=placeholder, date=DATE,
+            placeholder=placeholder,
+            date=DATE,
         )
 
 
@@ -137,4 +149,4 @@ def test_non_ascii_subject_and_sender_are_encoded_words_only_in_phrases(
     assert str(msg["Subject"]) == "3 nouvelles synthèses en Pharmacologie ≥ α"
     assert msg["From"].addresses[0].display_name == "Récherche Digest – Übersicht"
     assert msg["From"].addresses[0].addr_spec == settings.sender_address
-    assert b"=?" not in b"".join(l for l in head.split(b"\r\n") if l.startswith(b"List-Unsub"))
+    assert b"=?" not in b"".join(h for h in head.split(b"\r\n") if h.startswith(b"List-Unsub"))

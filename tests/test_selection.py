@@ -23,8 +23,9 @@ def reader(*categories: int, joined_days_ago: float = 30, last_cutoff_days_ago: 
         subscriber_id=1,
         category_ids=frozenset(categories),
         active_since=CUTOFF - dt.timedelta(days=joined_days_ago),
-        last_cutoff=None if last_cutoff_days_ago is None else
-        CUTOFF - dt.timedelta(days=last_cutoff_days_ago),
+        last_cutoff=None
+        if last_cutoff_days_ago is None
+        else CUTOFF - dt.timedelta(days=last_cutoff_days_ago),
     )
 
 
@@ -46,14 +47,27 @@ CATALOG = [
         ("regular reader, one category", reader(PHARM), (1, 2)),
         ("summary in two of my categories appears once", reader(PHARM, NEURO), (7, 1, 2, 3)),
         ("nothing new in my category", reader(REHAB, last_cutoff_days_ago=6), ()),
-        ("new reader looks back 7 days before joining",
-         reader(PHARM, joined_days_ago=1, last_cutoff_days_ago=None), (1, 2, 6)),
-        ("new reader who joined today", reader(REHAB, joined_days_ago=0,
-                                               last_cutoff_days_ago=None), (4,)),
+        (
+            "new reader looks back 7 days before joining",
+            reader(PHARM, joined_days_ago=1, last_cutoff_days_ago=None),
+            (1, 2, 6),
+        ),
+        (
+            "new reader who joined today",
+            reader(REHAB, joined_days_ago=0, last_cutoff_days_ago=None),
+            (4,),
+        ),
         ("missed editions are caught up", reader(PHARM, last_cutoff_days_ago=14), (1, 2, 6, 5)),
-        ("resubscribed reader starts from the look-back, not from years ago",
-         Reader(1, frozenset({PHARM}), CUTOFF - dt.timedelta(days=2),
-                CUTOFF - dt.timedelta(days=400)), (1, 2, 6)),
+        (
+            "resubscribed reader starts from the look-back, not from years ago",
+            Reader(
+                1,
+                frozenset({PHARM}),
+                CUTOFF - dt.timedelta(days=2),
+                CUTOFF - dt.timedelta(days=400),
+            ),
+            (1, 2, 6),
+        ),
     ],
 )
 def test_selection_table(case: str, the_reader: Reader, expected: tuple[int, ...]) -> None:
@@ -83,8 +97,9 @@ def test_consecutive_windows_neither_miss_nor_repeat() -> None:
         r = Reader(1, frozenset({PHARM}), CUTOFF - dt.timedelta(days=60), last)
         got.extend(select_items(r, Catalog(items, cutoff), WEEK))
         last = cutoff
-    expected = {i.id for i in items if CUTOFF - dt.timedelta(days=60) - WEEK < i.published_at
-                <= CUTOFF}
+    expected = {
+        i.id for i in items if CUTOFF - dt.timedelta(days=60) - WEEK < i.published_at <= CUTOFF
+    }
     assert sorted(got) == sorted(expected)
     assert len(got) == len(set(got))
 
