@@ -65,6 +65,10 @@ class Settings:
     smtp: SmtpSettings | None = None
     templates_dir: Path | None = None
     send_batch_size: int = 100
+    send_day: str = "mon"
+    send_time: str = "08:00"
+    local_delivery: bool = False
+    misfire_grace_hours: int = 72
     config_path: Path | None = None
 
     @property
@@ -164,6 +168,25 @@ def _choice(*choices: str) -> Callable[[str, Any, str], str]:
     return parse
 
 
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def _clock(key: str, value: Any, source: str) -> str:
+    text = _text(key, value, source)
+    match = re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)", text)
+    if not match:
+        raise ConfigError(key, f"must be a time of day such as 08:00, got {text!r}", source=source)
+    return f"{int(match[1]):02d}:{match[2]}"
+
+
+def _bool(key: str, value: Any, source: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    raise ConfigError(key, "must be true or false", source=source)
+
+
 def _language(key: str, value: Any, source: str) -> str:
     text = _text(key, value, source)
     if not re.fullmatch(r"[a-zA-Z]{2,3}(-[a-zA-Z0-9]{2,8})*", text) or text.lower() == "und":
@@ -248,6 +271,10 @@ _FIELDS: dict[str, tuple[_Parser, Any]] = {
     "smtp_url": (_text, None),
     "templates_dir": (_text, None),
     "send_batch_size": (_int_in(1, 10_000), 100),
+    "send_day": (_choice(*WEEKDAYS), "mon"),
+    "send_time": (_clock, "08:00"),
+    "local_delivery": (_bool, False),
+    "misfire_grace_hours": (_int_in(1, 144), 72),
 }
 SETTING_KEYS = tuple(_FIELDS)
 
@@ -327,6 +354,10 @@ def load_settings(
         smtp=smtp,
         templates_dir=base_dir / values["templates_dir"] if values["templates_dir"] else None,
         send_batch_size=values["send_batch_size"],
+        send_day=values["send_day"],
+        send_time=values["send_time"],
+        local_delivery=values["local_delivery"],
+        misfire_grace_hours=values["misfire_grace_hours"],
         config_path=path,
     )
 
@@ -381,6 +412,15 @@ outbox_dir = "outbox"
 # How many ledger rows a sender claims at a time; after a crash at most this many
 # messages may go out twice (with their original Message-ID).
 send_batch_size = 100
+
+# When the weekly edition goes out (python scheduler.py, or cron with `digest send --due`),
+# in the list's time zone. With local_delivery, each reader gets it at send_time in their own
+# time zone instead (the scheduler then runs hourly).
+send_day = "mon"
+send_time = "08:00"
+local_delivery = false
+# After downtime, a missed send still runs if it is at most this many hours late.
+misfire_grace_hours = 72
 
 # SQLite file next to this config by default; PostgreSQL: postgresql+psycopg://user@host/db
 database_url = "sqlite:///digest.sqlite3"

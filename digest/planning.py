@@ -20,7 +20,16 @@ from sqlalchemy.orm import Session, sessionmaker
 from digest.db import Category, transaction
 from digest.message import new_message_id
 from digest.models import Delivery, DeliveryStatus, Edition, Summary, Variant, summary_categories
-from digest.selection import Catalog, ItemRef, Reader, VariantKey, select_items, variant_key
+from digest.schedule import Schedule, reader_due
+from digest.selection import (
+    Catalog,
+    ItemRef,
+    Reader,
+    VariantKey,
+    select_items,
+    variant_key,
+    wants_edition,
+)
 from subscribers.models import Status, Subscriber, Subscription
 
 READER_BATCH = 1000
@@ -30,6 +39,7 @@ READER_BATCH = 1000
 class PlanResult:
     queued: int = 0  # ledger rows created by this plan
     nothing_new: int = 0  # active readers with no new summary: no email
+    not_due: int = 0  # paused, monthly readers between months, or local time not yet come
     #: recipients per variant key planned by this run
     per_variant: Counter[VariantKey] = field(default_factory=Counter)
 
@@ -57,7 +67,13 @@ def iter_readers(
     after = 0
     while True:
         rows = session.execute(
-            select(Subscriber.id, Subscriber.active_since)
+            select(
+                Subscriber.id,
+                Subscriber.active_since,
+                Subscriber.frequency,
+                Subscriber.paused_until,
+                Subscriber.timezone,
+            )
             .where(
                 Subscriber.status == Status.ACTIVE.value,
                 Subscriber.active_since.is_not(None),
@@ -70,7 +86,7 @@ def iter_readers(
         if not rows:
             return
         after = rows[-1][0]
-        ids = [subscriber_id for subscriber_id, _ in rows]
+        ids = [row[0] for row in rows]
         planned = set(
             session.scalars(
                 select(Delivery.subscriber_id).where(
@@ -103,8 +119,11 @@ def iter_readers(
                 category_ids=frozenset(chosen.get(subscriber_id, ())),
                 active_since=active_since,
                 last_cutoff=last_cutoff.get(subscriber_id),
+                frequency=frequency,
+                paused_until=paused_until,
+                timezone=timezone,
             )
-            for subscriber_id, active_since in rows
+            for subscriber_id, active_since, frequency, paused_until, timezone in rows
             if subscriber_id not in planned and active_since is not None
         ]
 
@@ -116,6 +135,7 @@ def plan_edition(
     lookback: dt.timedelta,
     now: dt.datetime,
     domain: str,
+    schedule: Schedule,
     dry_run: bool = False,
 ) -> PlanResult:
     """Queue a ledger row for every active reader with something new (unless ``dry_run``)."""
@@ -136,6 +156,11 @@ def plan_edition(
                     break
                 rows = []
                 for reader in batch:
+                    if not wants_edition(
+                        reader, edition.cutoff, now, schedule.zone
+                    ) or not reader_due(edition.key, schedule, now, reader.timezone):
+                        result.not_due += 1
+                        continue
                     items = select_items(reader, catalog, lookback)
                     if not items:
                         result.nothing_new += 1

@@ -10,13 +10,14 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from digest.config import Settings
-from digest.delivery import open_database, render_variants
+from digest.delivery import open_database
 from digest.errors import DigestError
 from digest.message import Recipient, new_message_id
 from digest.models import Edition
 from digest.planning import load_catalog
 from digest.render import Renderer
 from digest.selection import edition_key
+from digest.variants import render_variants
 from subscribers import service
 
 #: Stands in for a reader's token in previews: the right shape, never a valid token.

@@ -34,6 +34,9 @@ class Reader:
     active_since: dt.datetime
     #: Cutoff of the last edition this reader was sent, if any.
     last_cutoff: dt.datetime | None = None
+    frequency: str = "weekly"  # or "monthly"
+    paused_until: dt.datetime | None = None
+    timezone: str | None = None  # the reader's own, for local delivery
 
 
 def edition_key(moment: dt.datetime, zone: dt.tzinfo) -> str:
@@ -42,6 +45,17 @@ def edition_key(moment: dt.datetime, zone: dt.tzinfo) -> str:
         raise ValueError("edition_key needs a timezone-aware moment")
     year, week, _ = moment.astimezone(zone).isocalendar()
     return f"{year}-W{week:02d}"
+
+
+def wants_edition(reader: Reader, cutoff: dt.datetime, now: dt.datetime, zone: dt.tzinfo) -> bool:
+    """Whether the reader takes an edition with this cutoff at all: not while paused, and
+    monthly readers only once per calendar month (in the list's time zone)."""
+    if reader.paused_until is not None and reader.paused_until > now:
+        return False
+    if reader.frequency == "monthly" and reader.last_cutoff is not None:
+        last, this = reader.last_cutoff.astimezone(zone), cutoff.astimezone(zone)
+        return (last.year, last.month) != (this.year, this.month)
+    return True
 
 
 def window_start(reader: Reader, lookback: dt.timedelta) -> dt.datetime:

@@ -40,6 +40,12 @@ class Subscriber(Base):
     #: When the subscriber last became active here (confirmation, import or resubscription).
     #: Their first digest covers the look-back period before this moment.
     active_since: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    #: The reader's own IANA time zone (local delivery), or None for the list's.
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    #: "weekly" or "monthly" (the first edition of each month).
+    frequency: Mapped[str] = mapped_column(String(10), default="weekly", server_default="weekly")
+    #: No digest until this moment.
+    paused_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
 
     categories: Mapped[list[Category]] = relationship(
         secondary="subscriptions", order_by="Category.name", lazy="selectin"

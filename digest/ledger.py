@@ -1,0 +1,189 @@
+"""The delivery ledger: claim rows to send, record outcomes, count. Bulk statements only.
+
+Rows move ``queued -> sending -> sent | deferred | failed | skipped``. A row found ``sending``
+when a run starts (under the edition's send lock) was in flight during a crash: it goes back
+to ``queued`` with ``detail = IN_FLIGHT`` and keeps its Message-ID, so a resend is recognisable.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from digest.db import transaction, utcnow
+from digest.models import Delivery, DeliveryStatus, Edition, EditionStatus, Variant
+from subscribers.models import Subscriber
+
+#: Rows that still have to go out.
+CLAIMABLE = (DeliveryStatus.QUEUED.value, DeliveryStatus.DEFERRED.value)
+PENDING = (*CLAIMABLE, DeliveryStatus.SENDING.value)
+IN_FLIGHT = "in flight during a crash; sent again with its original Message-ID"
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A ledger row claimed for sending, with what the message needs."""
+
+    delivery_id: int
+    variant_id: int
+    message_id: str
+    was: str  # status before the claim
+    attempts: int  # including this one
+    resend: bool  # in flight during an earlier crash
+    address: str | None
+    name: str | None
+    token: str | None
+    subscriber_status: str | None
+
+
+def count(session: Session, edition_id: int, statuses: Sequence[str]) -> int:
+    return (
+        session.scalar(
+            select(func.count())
+            .select_from(Delivery)
+            .where(Delivery.edition_id == edition_id, Delivery.status.in_(statuses))
+        )
+        or 0
+    )
+
+
+def counts_by_status(session: Session, edition_id: int) -> Counter[str]:
+    rows = session.execute(
+        select(Delivery.status, func.count())
+        .where(Delivery.edition_id == edition_id)
+        .group_by(Delivery.status)
+    ).all()
+    return Counter({status: n for status, n in rows})
+
+
+def recover_in_flight(factory: sessionmaker[Session], edition_id: int) -> int:
+    """Requeue rows left ``sending`` by a crashed run; returns how many. Call it only while
+    holding the edition's send lock (no other sender is running)."""
+    with transaction(factory) as session:
+        result = session.execute(
+            update(Delivery)
+            .where(
+                Delivery.edition_id == edition_id, Delivery.status == DeliveryStatus.SENDING.value
+            )
+            .values(status=DeliveryStatus.QUEUED.value, detail=IN_FLIGHT, updated_at=utcnow())
+        )
+        return int(getattr(result, "rowcount", 0) or 0)
+
+
+def pending_by_variant(session: Session, edition_id: int) -> list[tuple[Variant, int]]:
+    """Variants that still have rows to send, with how many."""
+    rows = session.execute(
+        select(Delivery.variant_id, func.count())
+        .where(Delivery.edition_id == edition_id, Delivery.status.in_(PENDING))
+        .group_by(Delivery.variant_id)
+    ).all()
+    waiting = {variant_id: n for variant_id, n in rows}
+    variants = session.scalars(select(Variant).where(Variant.id.in_(waiting))).all()
+    return [(v, waiting[v.id]) for v in sorted(variants, key=lambda v: v.number)]
+
+
+def claim(
+    factory: sessionmaker[Session],
+    edition_id: int,
+    after: int,
+    limit: int,
+    statuses: Sequence[str] = CLAIMABLE,
+) -> list[Claim]:
+    """Mark the next ``limit`` rows after id ``after`` as ``sending``, in one transaction.
+    On PostgreSQL, rows another worker is claiming are skipped (``FOR UPDATE SKIP LOCKED``)."""
+    with transaction(factory) as session:
+        ids_query = (
+            select(Delivery.id)
+            .where(
+                Delivery.edition_id == edition_id,
+                Delivery.status.in_(statuses),
+                Delivery.id > after,
+            )
+            .order_by(Delivery.id)
+            .limit(limit)
+        )
+        if session.get_bind().dialect.name == "postgresql":
+            ids_query = ids_query.with_for_update(skip_locked=True)
+        ids = list(session.scalars(ids_query))
+        if not ids:
+            return []
+        rows = session.execute(
+            select(
+                Delivery.id,
+                Delivery.variant_id,
+                Delivery.message_id,
+                Delivery.status,
+                Delivery.attempts,
+                Delivery.detail,
+                Subscriber.email,
+                Subscriber.name,
+                Subscriber.token,
+                Subscriber.status,
+            )
+            .outerjoin(Subscriber, Subscriber.id == Delivery.subscriber_id)
+            .where(Delivery.id.in_(ids))
+            .order_by(Delivery.id)
+        ).all()
+        session.execute(
+            update(Delivery)
+            .where(Delivery.id.in_(ids))
+            .values(
+                status=DeliveryStatus.SENDING.value,
+                attempts=Delivery.attempts + 1,
+                updated_at=utcnow(),
+            )
+        )
+    return [
+        Claim(r[0], r[1], r[2], r[3], r[4] + 1, r[5] == IN_FLIGHT, r[6], r[7], r[8], r[9])
+        for r in rows
+    ]
+
+
+def record(factory: sessionmaker[Session], outcomes: Sequence[dict[str, object]]) -> None:
+    """Write a batch's outcomes (dicts with ``id`` and the changed columns) in one statement."""
+    if outcomes:
+        with transaction(factory) as session:
+            session.execute(update(Delivery), list(outcomes))
+
+
+def release(factory: sessionmaker[Session], claims: Iterable[Claim]) -> None:
+    """Give back claimed rows that were never handed to the transport."""
+    record(
+        factory,
+        [{"id": c.delivery_id, "status": c.was, "attempts": c.attempts - 1} for c in claims],
+    )
+
+
+def edition_status(factory: sessionmaker[Session], edition_id: int) -> str | None:
+    with factory() as session:
+        return session.scalar(select(Edition.status).where(Edition.id == edition_id))
+
+
+def complete_if_done(session: Session, edition_id: int) -> bool:
+    """Mark the edition complete when no row is left to send; returns whether it is."""
+    if count(session, edition_id, PENDING):
+        return False
+    edition = session.get(Edition, edition_id)
+    assert edition is not None
+    if edition.status == EditionStatus.OPEN:
+        edition.status = EditionStatus.COMPLETE.value
+        edition.completed_at = utcnow()
+    return edition.status == EditionStatus.COMPLETE
+
+
+def cancel(session: Session, edition: Edition) -> int:
+    """Cancel ``edition``: rows not yet handed over are skipped; returns how many. Rows a
+    running sender holds (``sending``) are recorded by that sender, which then stops."""
+    edition.status = EditionStatus.CANCELLED.value
+    result = session.execute(
+        update(Delivery)
+        .where(Delivery.edition_id == edition.id, Delivery.status.in_(CLAIMABLE))
+        .values(
+            status=DeliveryStatus.SKIPPED.value, detail="edition cancelled", updated_at=utcnow()
+        )
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
