@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from digest import __version__, schema
 from digest.config import CONFIG_FILENAME, STARTER_CONFIG, Settings, load_settings
 from digest.db import Category, make_engine, session_factory, transaction, utcnow
-from digest.delivery import EditionReport, open_database, run_edition
+from digest.delivery import EditionReport, not_due_reason, open_database, run_edition
 from digest.errors import DigestError
 from digest.models import summary_categories
 from digest.transports import make_transport
@@ -127,22 +127,51 @@ def demo() -> None:
 )
 @click.option("--dry-run", is_flag=True, help="Say what would be sent, per variant; send nothing.")
 @click.option(
+    "--due",
+    is_flag=True,
+    help="Only if this period's send time has come and its edition is not complete "
+    "(for cron: safe to run every five minutes).",
+)
+@click.option(
     "--edition",
     "key",
     metavar="KEY",
     help="Edition key such as 2026-W48 (default: the current week).",
 )
-def send(transport: str | None, dry_run: bool, key: str | None) -> None:
+def send(transport: str | None, dry_run: bool, due: bool, key: str | None) -> None:
     """Send this week's edition; a second run resumes it and never sends twice.
 
     \b
     Example:
       digest send --dry-run && digest send
+      */5 * * * *  cd /srv/digest && .venv/bin/digest send --due    # crontab
     """
     settings = _settings(click.get_current_context())
+    if due and key is None:
+        reason = not_due_reason(settings, now=utcnow())
+        if reason:
+            out.print(f"Nothing to do: {reason}.")
+            return
     report = _run(settings, transport or settings.transport, dry_run=dry_run, key=key)
-    if report.deferred or report.failed:
-        sys.exit(2 if report.failed and not report.sent else 0)
+    if report.failed and not report.sent:
+        sys.exit(2)
+
+
+@cli.command()
+def schedule() -> None:
+    """Run the scheduler in the foreground (the same as `python scheduler.py`).
+
+    \b
+    Example:
+      digest schedule      # Ctrl-C or SIGTERM stops it after the current batch
+    """
+    import logging
+
+    from digest.scheduling import run_forever
+
+    ctx = click.get_current_context()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    run_forever(ctx.find_root().params.get("config"))
 
 
 def _run(
@@ -219,6 +248,9 @@ def _print_report(report: EditionReport, transport: str, settings: Settings) -> 
             f"{report.nothing_new} readers have nothing new. Nothing was sent."
         )
         return
+    if report.busy:
+        out.print(f"Edition {report.key} is being sent by {report.busy}; nothing to do here.")
+        return
     if not report.variants:
         already = f"; {report.previously_sent} sent earlier" if report.previously_sent else ""
         out.print(f"Nothing new to send for edition {report.key}{already}.")
@@ -238,6 +270,8 @@ def _print_report(report: EditionReport, transport: str, settings: Settings) -> 
         out.print(f"Skipped {report.skipped} (unsubscribed or erased since planning).")
     if report.deferred:
         out.print(f"{report.deferred} deferred by the server; run `digest send` again later.")
+    if report.stopped:
+        out.print("Stopped before the end (signal or cancel); run `digest send` again to resume.")
     if report.failed:
         reasons = ", ".join(f"{n} x {why}" for why, n in report.failures.most_common(3))
         out.print(f"{report.failed} failed permanently: {reasons}")
@@ -332,3 +366,8 @@ def categories_list() -> None:
 
 def main() -> None:
     cli(prog_name="digest")
+
+
+from digest.cli_editions import editions  # noqa: E402
+
+cli.add_command(editions)

@@ -68,7 +68,7 @@ class Settings:
     send_day: str = "mon"
     send_time: str = "08:00"
     local_delivery: bool = False
-    misfire_grace_hours: int = 72
+    misfire_grace_hours: int = 144
     config_path: Path | None = None
 
     @property
@@ -274,7 +274,7 @@ _FIELDS: dict[str, tuple[_Parser, Any]] = {
     "send_day": (_choice(*WEEKDAYS), "mon"),
     "send_time": (_clock, "08:00"),
     "local_delivery": (_bool, False),
-    "misfire_grace_hours": (_int_in(1, 144), 72),
+    "misfire_grace_hours": (_int_in(1, 167), 144),
 }
 SETTING_KEYS = tuple(_FIELDS)
 
@@ -419,8 +419,8 @@ send_batch_size = 100
 send_day = "mon"
 send_time = "08:00"
 local_delivery = false
-# After downtime, a missed send still runs if it is at most this many hours late.
-misfire_grace_hours = 72
+# After downtime, a missed send still runs (once) if it is at most this many hours late.
+misfire_grace_hours = 144
 
 # SQLite file next to this config by default; PostgreSQL: postgresql+psycopg://user@host/db
 database_url = "sqlite:///digest.sqlite3"

@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest import ledger, schema
@@ -24,7 +24,14 @@ from digest.locks import SendLock
 from digest.models import DeliveryStatus, Edition, EditionStatus
 from digest.planning import get_or_create_edition, plan_edition
 from digest.render import Renderer
-from digest.schedule import Schedule, all_readers_due, current_key
+from digest.schedule import (
+    EARLIEST_ZONE,
+    Schedule,
+    all_readers_due,
+    current_key,
+    is_due,
+    send_moment,
+)
 from digest.selection import VariantKey
 from digest.sending import Outbound, Tally, send_batch
 from digest.transports.base import Transport
@@ -123,6 +130,26 @@ def run_edition(
                 )
     report.seconds = time.monotonic() - started
     return report
+
+
+def not_due_reason(
+    settings: Settings, *, now: dt.datetime, engine: Engine | None = None
+) -> str | None:
+    """None when this period's edition should be sent now (``digest send --due``);
+    otherwise why not, in one line."""
+    schedule = Schedule.from_settings(settings)
+    key = current_key(now, schedule)
+    if not is_due(now, schedule):
+        zone = EARLIEST_ZONE if schedule.local_delivery else schedule.zone
+        when = send_moment(key, schedule, zone).astimezone(schedule.zone)
+        return f"edition {key} is not due until {when:%a %Y-%m-%d %H:%M} ({settings.timezone})"
+    with open_database(settings, engine)() as session:
+        status = session.scalar(select(Edition.status).where(Edition.key == key))
+    if status == EditionStatus.COMPLETE:
+        return f"edition {key} is complete"
+    if status == EditionStatus.CANCELLED:
+        return f"edition {key} was cancelled"
+    return None
 
 
 def _id(edition: Edition) -> int:

@@ -153,3 +153,26 @@ def test_broken_template_stops_before_any_email_naming_file_and_line(folder: Pat
     assert "digest.mjml.j2:31" in result.output
     assert not list(folder.glob("outbox/*/*.eml"))
     assert statuses(folder) == {"queued"}
+
+
+def test_editions_list_show_and_cancel(folder: Path) -> None:
+    assert run("demo").exit_code == 0
+    key = next((folder / "outbox").iterdir()).name
+    listing = run("editions", "list")
+    assert key in listing.output and "24 sent" in listing.output
+    shown = run("editions", "show", key)
+    assert f"Edition {key}: complete" in shown.output
+    assert "deliveries: 24 sent" in shown.output
+    assert "Clinical care" in shown.output  # a variant's categories
+    refused = CliRunner().invoke(cli, ["editions", "cancel", key])
+    assert refused.exit_code == 1
+    assert f"Error: edition {key} is complete: every message has gone out" in refused.output
+    unknown = CliRunner().invoke(cli, ["editions", "show", "1999-W01"])
+    assert unknown.output.strip() == "Error: no edition 1999-W01 (see `digest editions list`)"
+
+
+def test_send_due_is_safe_to_run_every_five_minutes(folder: Path) -> None:
+    assert run("demo").exit_code == 0  # this week's edition is complete
+    result = run("send", "--due")
+    assert result.exit_code == 0
+    assert result.output.startswith("Nothing to do: edition ")
