@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import exists, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -30,7 +30,7 @@ from digest.selection import (
     variant_key,
     wants_edition,
 )
-from subscribers.models import Status, Subscriber, Subscription
+from subscribers.models import Status, Subscriber, Subscription, Suppression
 
 READER_BATCH = 1000
 
@@ -63,7 +63,8 @@ def load_catalog(session: Session, cutoff: dt.datetime) -> Catalog:
 def iter_readers(
     session: Session, edition: Edition, *, batch: int = READER_BATCH
 ) -> Iterator[list[Reader]]:
-    """Active readers not yet planned in ``edition``, in batches ordered by id."""
+    """Active readers not yet planned in ``edition``, in batches ordered by id; an address on
+    the suppression list is never a reader, whatever its status says."""
     after = 0
     while True:
         rows = session.execute(
@@ -78,6 +79,7 @@ def iter_readers(
                 Subscriber.status == Status.ACTIVE.value,
                 Subscriber.active_since.is_not(None),
                 Subscriber.active_since <= edition.cutoff,
+                ~exists().where(Suppression.email_hash == Subscriber.email_hash),
                 Subscriber.id > after,
             )
             .order_by(Subscriber.id)

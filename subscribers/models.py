@@ -1,11 +1,12 @@
-"""Subscriber and subscription tables."""
+"""Subscriber tables: subscribers, their categories, consent records, pending confirmations,
+the suppression list and the per-database secret that salts its hashes."""
 
 from __future__ import annotations
 
 import datetime as dt
 import enum
 
-from sqlalchemy import ForeignKey, Index, String
+from sqlalchemy import JSON, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from digest.db import Base, Category, UTCDateTime
@@ -22,6 +23,15 @@ class Status(enum.StrEnum):
     COMPLAINED = "complained"  # suppressed: marked a digest as spam
 
 
+#: Statuses that put the address on the suppression list.
+SUPPRESSED = (Status.BOUNCED.value, Status.COMPLAINED.value)
+
+
+class Frequency(enum.StrEnum):
+    WEEKLY = "weekly"
+    MONTHLY = "monthly"
+
+
 class Subscriber(Base):
     __tablename__ = "subscribers"
     __table_args__ = (Index("ix_subscribers_status_id", "status", "id"),)
@@ -30,6 +40,9 @@ class Subscriber(Base):
     email: Mapped[str] = mapped_column(String(320))
     #: ``email`` in lower case: addresses are unique whatever their letter case.
     email_key: Mapped[str] = mapped_column(String(320), unique=True)
+    #: Salted hash of ``email_key`` (see :mod:`subscribers.suppression`), to match the
+    #: suppression list without storing addresses there.
+    email_hash: Mapped[str] = mapped_column(String(64), unique=True)
     name: Mapped[str | None] = mapped_column(String(200))
     status: Mapped[str] = mapped_column(String(20), default=Status.PENDING.value)
     #: Opaque unsubscribe/preferences token (256 bits); rotate it to revoke old links.
@@ -66,3 +79,64 @@ class Subscription(Base):
     category_id: Mapped[int] = mapped_column(
         ForeignKey("categories.id", ondelete="CASCADE"), primary_key=True, index=True
     )
+
+
+class Consent(Base):
+    """What a subscriber agreed to, when and how: one row each time they (or an admin on
+    their behalf) chose categories. Rows are only added, never changed, except for the
+    confirmation of the row that is waiting for it."""
+
+    __tablename__ = "consents"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    #: ``form``, ``import`` or ``admin`` (see :mod:`subscribers.consent`).
+    source: Mapped[str] = mapped_column(String(20))
+    #: Slugs of the categories chosen.
+    categories: Mapped[list[str]] = mapped_column(JSON)
+    #: Version of the consent text the person was shown (or the admin asserted).
+    text_version: Mapped[str] = mapped_column(String(40))
+    confirmed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    #: ``link`` (confirmation email), ``admin``, ``import`` or ``preferences``.
+    confirmed_by: Mapped[str | None] = mapped_column(String(20))
+
+
+class Confirmation(Base):
+    """The one open confirmation request of a pending subscriber. Only the sha256 of the
+    token is stored; the row is deleted when it is used."""
+
+    __tablename__ = "confirmations"
+
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True
+    )
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    #: Message-ID of the confirmation email (proof of what was sent).
+    message_id: Mapped[str | None] = mapped_column(String(255))
+
+
+class Suppression(Base):
+    """An address that must not be mailed, kept as a salted hash only."""
+
+    __tablename__ = "suppressions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    #: ``bounced``, ``complained`` or ``erased``.
+    reason: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class InstanceSecret(Base):
+    """Random values created once per database (the salt of address hashes)."""
+
+    __tablename__ = "instance_secrets"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    value: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())

@@ -1,12 +1,18 @@
-"""Opaque tokens for unsubscribe and preference links."""
+"""Opaque tokens for unsubscribe, preference and confirmation links.
+
+Every token is ``secrets.token_urlsafe(32)``: 256 random bits in 43 URL-safe characters.
+Unsubscribe/preferences tokens are stored as they are (each digest carries them); a
+confirmation token is stored only as its sha256 (:func:`token_hash`). Tokens are compared
+in constant time and never logged or printed.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import re
 import secrets
 
-#: ``secrets.token_urlsafe(32)``: 256 random bits, 43 URL-safe characters.
 TOKEN_BYTES = 32
 TOKEN_LENGTH = 43
 _TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{43}")
@@ -23,5 +29,10 @@ def looks_like_token(value: str) -> bool:
 
 
 def tokens_equal(a: str, b: str) -> bool:
-    """Compare two tokens in constant time."""
+    """Compare two tokens (or two token hashes) in constant time."""
     return hmac.compare_digest(a.encode("ascii", "replace"), b.encode("ascii", "replace"))
+
+
+def token_hash(token: str) -> str:
+    """The sha256 of ``token`` in hex: what is stored for confirmation tokens."""
+    return hashlib.sha256(token.encode("ascii", "replace")).hexdigest()

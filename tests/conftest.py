@@ -56,7 +56,9 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     admin = make_engine(PG_URL)
     with admin.begin() as conn:
         conn.execute(text(f"CREATE SCHEMA {name}"))
-    eng = make_engine(PG_URL, connect_args={"options": f"-csearch_path={name}"})
+    # the schema travels in the URL, so processes started from db_settings use it too
+    sep = "&" if "?" in PG_URL else "?"
+    eng = make_engine(f"{PG_URL}{sep}options=-csearch_path%3D{name}")
     schema.upgrade(eng)
     yield eng
     eng.dispose()
