@@ -10,6 +10,7 @@ Everything the CLI reports as one clear line derives from :class:`DigestError`::
      ├── TransportError       the mail server or outbox cannot take messages
      │    └── TransportUnavailable   cannot connect at all: nothing was sent
      ├── EditionError         an edition that cannot be run as asked
+     ├── PreflightError       rendered digests that must not be sent (lists every problem)
      └── SubscriberError      a subscriber operation that cannot be done
 
 Anything else escaping to the CLI is a bug and keeps its traceback.
@@ -56,6 +57,18 @@ class TransportUnavailable(TransportError):
 
 class EditionError(DigestError):
     """An edition cannot be run as asked."""
+
+
+class PreflightError(DigestError):
+    """Preflight checks found problems; nothing was sent. The message lists every one."""
+
+    def __init__(self, problems: list[str], *, what: str = "nothing was sent") -> None:
+        self.problems = list(problems)
+        count = len(self.problems)
+        lines = "\n".join(f"  - {problem}" for problem in self.problems)
+        super().__init__(
+            f"preflight found {count} problem{'s' if count != 1 else ''}; {what}:\n{lines}"
+        )
 
 
 class SubscriberError(DigestError, ValueError):

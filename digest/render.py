@@ -22,6 +22,7 @@ from premailer import Premailer
 from digest.config import Settings
 from digest.content import DigestContent, join_names
 from digest.errors import TemplateError
+from digest.mjml_lint import locate
 
 DIGEST_MJML = "email/digest.mjml.j2"
 DIGEST_CSS = "email/digest.css.j2"
@@ -125,6 +126,19 @@ class Renderer:
             raise TemplateError(f"{where}: {exc.message or exc}") from None
 
     def render_digest(self, content: DigestContent, links: Links) -> Rendered:
+        context = self.context(content, links)
+        mjml_source = self._render(DIGEST_MJML, context)
+        css = self._render(DIGEST_CSS, context)
+        html = self.mjml_to_html(mjml_source, css)
+        text = _normalise_text(self._render(DIGEST_TEXT, context))
+        return Rendered(subject=context["subject"], html=html, text=text)
+
+    def render_mjml(self, content: DigestContent, links: Links) -> str:
+        """The MJML source of a digest, before it is compiled (for MJML's validator)."""
+        return self._render(DIGEST_MJML, self.context(content, links))
+
+    def context(self, content: DigestContent, links: Links) -> dict[str, Any]:
+        """What the digest templates see, subject and preheader included."""
         settings = self.settings
         context: dict[str, Any] = {
             "site": {
@@ -141,19 +155,19 @@ class Renderer:
         subject = " ".join(self._render(DIGEST_SUBJECT, context).split())
         context["subject"] = subject
         context["preheader"] = "; ".join(card.title for card in content.cards[:3])
-        mjml_source = self._render(DIGEST_MJML, context)
-        css = self._render(DIGEST_CSS, context)
-        html = self.mjml_to_html(mjml_source, css)
-        text = _normalise_text(self._render(DIGEST_TEXT, context))
-        return Rendered(subject=subject, html=html, text=text)
+        return context
 
     def mjml_to_html(self, source: str, css: str) -> str:
         try:
             html = mjml.mjml2html(source, disable_comments=True, fonts={})
-        except Exception as exc:  # MRML raises its own error types
-            raise TemplateError(
-                f"{self.templates_dir / DIGEST_MJML}: invalid MJML: {exc}"
-            ) from None
+        except Exception as exc:  # MRML raises its own error types, without a position
+            path = self.templates_dir / DIGEST_MJML
+            try:
+                line = locate(source, path.read_text(encoding="utf-8"))
+            except OSError:
+                line = None
+            where = f"{path}:{line}" if line else str(path)
+            raise TemplateError(f"{where}: invalid MJML: {exc}") from None
         # Inline only our CSS: MJML's head styles (reset rules, media queries) stay in <style>
         # tags, which keeps the responsive layout and avoids ~12 KB of repeated reset rules.
         html = _STYLE_OPEN.sub('<style data-premailer="ignore"', html)
