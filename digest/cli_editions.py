@@ -8,7 +8,13 @@ from rich.table import Table
 from digest.cli import _settings, out
 from digest.db import transaction
 from digest.delivery import open_database
-from digest.editions import EditionInfo, cancel_edition, edition_info, list_editions
+from digest.editions import (
+    EditionInfo,
+    cancel_edition,
+    edition_info,
+    list_deliveries,
+    list_editions,
+)
 
 STATUSES = ("queued", "sending", "deferred", "sent", "failed", "skipped")
 
@@ -88,3 +94,35 @@ def cancel_command(key: str) -> None:
         f"Cancelled edition {key}: {dropped} queued messages will not be sent; "
         "a sender that is running stops after its current batch."
     )
+
+
+@click.command()
+@click.option("--edition", "key", metavar="KEY", help="Only this edition, such as 2026-W48.")
+@click.option("--status", type=click.Choice(STATUSES), help="Only rows with this status.")
+@click.option("--limit", default=50, show_default=True, help="How many rows, newest first.")
+def deliveries(key: str | None, status: str | None, limit: int) -> None:
+    """Show the ledger: who got which edition, and why a message failed.
+
+    \b
+    Example:
+      digest deliveries --edition 2026-W48 --status failed
+    """
+    factory = open_database(_settings(click.get_current_context()))
+    with factory() as session:
+        rows = list_deliveries(session, key, status, limit)
+    if not rows:
+        out.print("No deliveries match.")
+        return
+    table = Table()
+    for column in ("edition", "reader", "status", "attempts", "updated (UTC)", "server reply"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            row.edition,
+            row.address,
+            row.status,
+            str(row.attempts),
+            f"{row.updated_at:%Y-%m-%d %H:%M}",
+            row.detail[:70],
+        )
+    out.print(table)

@@ -25,6 +25,10 @@ from digest.errors import ConfigError
 
 CONFIG_FILENAME = "digest.toml"
 TRANSPORTS = ("smtp", "file", "console")
+DKIM_ALGORITHMS = ("rsa-sha256", "ed25519-sha256")
+#: Longest bounce_address local part that still leaves room for ``+<id>-<hmac8>`` (RFC 5321
+#: limits a local part to 64 octets; ids up to 19 digits).
+MAX_BOUNCE_LOCAL = 64 - len("+-") - 19 - 8
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -65,11 +69,23 @@ class Settings:
     smtp: SmtpSettings | None = None
     templates_dir: Path | None = None
     send_batch_size: int = 100
+    smtp_connections: int = 4
+    rate_per_second: float = 0.0
+    rate_per_hour: int = 0
+    send_retries: int = 3
+    retry_base_seconds: float = 10.0
     send_day: str = "mon"
     send_time: str = "08:00"
     local_delivery: bool = False
     misfire_grace_hours: int = 144
     config_path: Path | None = None
+    # DKIM (on when dkim_selector is set) and VERP bounces (on when bounce_address is set).
+    dkim_selector: str | None = None
+    dkim_domain: str | None = None  # None: the sender's domain
+    dkim_key_file: Path | None = None
+    dkim_algorithm: str = "rsa-sha256"
+    bounce_address: str | None = None
+    verp_secret: str | None = field(default=None, repr=False)
 
     @property
     def zone(self) -> ZoneInfo:
@@ -179,6 +195,19 @@ def _clock(key: str, value: Any, source: str) -> str:
     return f"{int(match[1]):02d}:{match[2]}"
 
 
+def _number_in(low: float, high: float) -> Callable[[str, Any, str], float]:
+    def parse(key: str, value: Any, source: str) -> float:
+        try:
+            number = float(value.strip() if isinstance(value, str) else value)
+        except (TypeError, ValueError):
+            raise ConfigError(key, f"expected a number, got {value!r}", source=source) from None
+        if isinstance(value, bool) or not low <= number <= high:
+            raise ConfigError(key, f"must be between {low:g} and {high:g}", source=source)
+        return number
+
+    return parse
+
+
 def _bool(key: str, value: Any, source: str) -> bool:
     if isinstance(value, bool):
         return value
@@ -192,6 +221,41 @@ def _language(key: str, value: Any, source: str) -> str:
     if not re.fullmatch(r"[a-zA-Z]{2,3}(-[a-zA-Z0-9]{2,8})*", text) or text.lower() == "und":
         raise ConfigError(key, "must be a language tag such as en or en-GB", source=source)
     return text
+
+
+def _dns_name(min_labels: int) -> Callable[[str, Any, str], str]:
+    label = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+
+    def parse(key: str, value: Any, source: str) -> str:
+        text = _text(key, value, source).lower().rstrip(".")
+        if len(text) > 253 or not re.fullmatch(rf"{label}(?:\.{label}){{{min_labels - 1},}}", text):
+            example = "example.org" if min_labels > 1 else "digest2026"
+            raise ConfigError(key, f"{text!r} must be a DNS name such as {example}", source=source)
+        return text
+
+    return parse
+
+
+def _secret(key: str, value: Any, source: str) -> str:
+    text = _text(key, value, source)
+    if len(text) < 16:
+        raise ConfigError(
+            key, "must be at least 16 characters (use a random string)", source=source
+        )
+    return text
+
+
+def domain_aligned(domain: str, from_domain: str) -> bool:
+    """True when ``domain`` equals ``from_domain`` or is a parent of it (relaxed DMARC
+    alignment, RFC 7489 §3.1.1), never for a bare top-level name such as ``org``."""
+    domain, from_domain = domain.lower().rstrip("."), from_domain.lower().rstrip(".")
+    if "." not in domain:
+        return False
+    return from_domain == domain or from_domain.endswith("." + domain)
+
+
+def _last_two_labels(domain: str) -> str:
+    return ".".join(domain.lower().rstrip(".").split(".")[-2:])
 
 
 def parse_smtp_url(url: str, *, source: str = "environment") -> SmtpSettings:
@@ -271,10 +335,21 @@ _FIELDS: dict[str, tuple[_Parser, Any]] = {
     "smtp_url": (_text, None),
     "templates_dir": (_text, None),
     "send_batch_size": (_int_in(1, 10_000), 100),
+    "smtp_connections": (_int_in(1, 32), 4),
+    "rate_per_second": (_number_in(0, 100_000), 0.0),
+    "rate_per_hour": (_int_in(0, 100_000_000), 0),
+    "send_retries": (_int_in(0, 10), 3),
+    "retry_base_seconds": (_number_in(0, 3600), 10.0),
     "send_day": (_choice(*WEEKDAYS), "mon"),
     "send_time": (_clock, "08:00"),
     "local_delivery": (_bool, False),
     "misfire_grace_hours": (_int_in(1, 167), 144),
+    "dkim_selector": (_dns_name(1), None),
+    "dkim_domain": (_dns_name(2), None),
+    "dkim_key_file": (_text, None),
+    "dkim_algorithm": (_choice(*DKIM_ALGORITHMS), "rsa-sha256"),
+    "bounce_address": (_email, None),
+    "verp_secret": (_secret, None),
 }
 SETTING_KEYS = tuple(_FIELDS)
 
@@ -333,6 +408,8 @@ def load_settings(
         smtp = parse_smtp_url(values["smtp_url"])
     elif values["transport"] == "smtp":
         raise ConfigError("smtp_url", "is missing but transport is smtp")
+    dkim_key_file = _check_dkim(values, base_dir)
+    _check_bounces(values)
     return Settings(
         site_name=values["site_name"],
         site_url=values["site_url"],
@@ -354,12 +431,74 @@ def load_settings(
         smtp=smtp,
         templates_dir=base_dir / values["templates_dir"] if values["templates_dir"] else None,
         send_batch_size=values["send_batch_size"],
+        smtp_connections=values["smtp_connections"],
+        rate_per_second=values["rate_per_second"],
+        rate_per_hour=values["rate_per_hour"],
+        send_retries=values["send_retries"],
+        retry_base_seconds=values["retry_base_seconds"],
         send_day=values["send_day"],
         send_time=values["send_time"],
         local_delivery=values["local_delivery"],
         misfire_grace_hours=values["misfire_grace_hours"],
         config_path=path,
+        dkim_selector=values["dkim_selector"],
+        dkim_domain=values["dkim_domain"],
+        dkim_key_file=dkim_key_file,
+        dkim_algorithm=values["dkim_algorithm"],
+        bounce_address=values["bounce_address"],
+        verp_secret=values["verp_secret"],
     )
+
+
+def _check_dkim(values: dict[str, Any], base_dir: Path) -> Path | None:
+    """DKIM settings go together; returns the key file's path. The key itself is loaded
+    (and checked) by :class:`digest.dkim.DkimSigner`."""
+    selector, key_file = values["dkim_selector"], values["dkim_key_file"]
+    if selector is None:
+        for other in ("dkim_key_file", "dkim_domain"):
+            if values[other] is not None:
+                raise ConfigError("dkim_selector", f"is missing but {other} is set")
+        return None
+    if key_file is None:
+        raise ConfigError("dkim_key_file", "is missing but dkim_selector is set")
+    sender_domain = values["sender_address"].rpartition("@")[2]
+    domain = values["dkim_domain"] or sender_domain
+    if not domain_aligned(domain, sender_domain):
+        raise ConfigError(
+            "dkim_domain",
+            f"{domain!r} must be the sender's domain {sender_domain!r} or a parent of it "
+            "(DMARC alignment)",
+        )
+    path: Path = base_dir / key_file
+    if not path.is_file():
+        raise ConfigError("dkim_key_file", f"file {path} does not exist")
+    return path
+
+
+def _check_bounces(values: dict[str, Any]) -> None:
+    bounce = values["bounce_address"]
+    if bounce is None:
+        return
+    if values["verp_secret"] is None:
+        raise ConfigError(
+            "verp_secret",
+            "is missing but bounce_address is set; make one with "
+            "python -c 'import secrets; print(secrets.token_hex(32))'",
+        )
+    local, _, domain = bounce.rpartition("@")
+    if len(local) > MAX_BOUNCE_LOCAL or '"' in local:
+        raise ConfigError(
+            "bounce_address",
+            f"local part must be plain and at most {MAX_BOUNCE_LOCAL} characters "
+            "(VERP adds +<id>-<check>)",
+        )
+    sender_domain = values["sender_address"].rpartition("@")[2]
+    if _last_two_labels(domain) != _last_two_labels(sender_domain):
+        raise ConfigError(
+            "bounce_address",
+            f"domain {domain!r} must be in the sender's domain {sender_domain!r} "
+            "(SPF alignment for DMARC)",
+        )
 
 
 def _resolve_sqlite(url: str, base_dir: Path) -> str:
@@ -409,6 +548,16 @@ lookback_days = 7
 transport = "file"
 outbox_dir = "outbox"
 # smtp_url = "smtp://user:password@smtp.example.org:587?starttls=true"
+# Connections to the SMTP server used at once, and the sending rate for the whole run
+# (all connections and workers together; 0 = no limit). On 421/451 deferrals the rate
+# halves and then recovers.
+smtp_connections = 4
+rate_per_second = 0
+rate_per_hour = 0
+# Temporary failures (4xx, dropped connections) are retried this many times per run, with
+# exponential back-off from retry_base_seconds (with jitter); 5xx failures never are.
+send_retries = 3
+retry_base_seconds = 10
 # How many ledger rows a sender claims at a time; after a crash at most this many
 # messages may go out twice (with their original Message-ID).
 send_batch_size = 100
@@ -427,4 +576,20 @@ database_url = "sqlite:///digest.sqlite3"
 
 # Your own copy of the templates (digest templates copy DIR) instead of the built-in ones.
 # templates_dir = "templates"
+
+# DKIM signing, on when dkim_selector is set. Publish the public key as a TXT record at
+# <dkim_selector>._domainkey.<dkim_domain>. dkim_domain defaults to the sender_address domain
+# and must be that domain or a parent of it. The key file is a PEM private key (RSA, 2048
+# bits, or ed25519), relative to this file.
+# dkim_selector = "digest2026"
+# dkim_domain = "example.org"
+# dkim_key_file = "dkim-private.pem"
+# dkim_algorithm = "rsa-sha256"   # or "ed25519-sha256"
+
+# Bounces: with bounce_address, each message's envelope sender is
+# bounces+<delivery id>-<check>@example.org (VERP), so a bounce names its delivery.
+# The mailbox must accept bounces+anything@ (Postfix: recipient_delimiter = +).
+# verp_secret signs the <check>; keep it secret and stable (changing it orphans old bounces).
+# bounce_address = "bounces@example.org"
+# verp_secret = "change me: python -c 'import secrets; print(secrets.token_hex(32))'"
 """

@@ -8,21 +8,26 @@
 from __future__ import annotations
 
 import datetime as dt
+import multiprocessing
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest import ledger, schema
+from digest.checks import render_checked
 from digest.config import Settings
 from digest.db import make_engine, session_factory, transaction, utcnow
+from digest.dkim import DkimSigner
 from digest.errors import DigestError, EditionError
 from digest.locks import SendLock
 from digest.models import DeliveryStatus, Edition, EditionStatus
 from digest.planning import get_or_create_edition, plan_edition
+from digest.ratelimit import RateLimiter
 from digest.render import Renderer
 from digest.schedule import (
     EARLIEST_ZONE,
@@ -33,11 +38,13 @@ from digest.schedule import (
     send_moment,
 )
 from digest.selection import VariantKey
-from digest.sending import Outbound, Tally, send_batch
+from digest.sending import Outbound, Sender, backoff_delays
+from digest.transports import make_transport
 from digest.transports.base import Transport
 from digest.variants import render_variants
+from digest.verp import envelope_sender
 
-Progress = Callable[[int, int], None]
+Progress = Callable[[int, int, int], None]  # done, total, failed
 
 
 @dataclass
@@ -63,12 +70,18 @@ class EditionReport:
     skipped: int = 0
     resent_after_crash: int = 0
     previously_sent: int = 0
+    requeued: int = 0  # by --retry-failed
+    worker_errors: int = 0  # extra worker processes that did not end cleanly
     complete: bool = False
     stopped: bool = False  # asked to stop (signal, cancel) before the end
     busy: str | None = None  # another process holds the edition's send lock
     seconds: float = 0.0
     variants: list[VariantReport] = field(default_factory=list)
     failures: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def rate(self) -> float:
+        return self.sent / self.seconds if self.seconds else 0.0
 
 
 def open_database(settings: Settings, engine: Engine | None = None) -> sessionmaker[Session]:
@@ -77,6 +90,18 @@ def open_database(settings: Settings, engine: Engine | None = None) -> sessionma
     if not schema.is_current(engine):
         raise DigestError("the database is not initialised or not up to date: run `digest init`")
     return session_factory(engine)
+
+
+@dataclass(frozen=True)
+class SendOptions:
+    """How a run sends; the defaults come from the settings."""
+
+    progress: Progress | None = None
+    retry_delays: Sequence[float] | None = None
+    sleep: Callable[[float], None] = time.sleep
+    should_stop: Callable[[], bool] = lambda: False
+    workers: int = 1  # processes sending this edition (PostgreSQL)
+    retry_failed: bool = False
 
 
 def run_edition(
@@ -88,14 +113,17 @@ def run_edition(
     dry_run: bool = False,
     engine: Engine | None = None,
     progress: Progress | None = None,
-    retry_delays: Sequence[float] = (2.0, 10.0),
+    retry_delays: Sequence[float] | None = None,
     sleep: Callable[[float], None] = time.sleep,
     should_stop: Callable[[], bool] = lambda: False,
+    workers: int = 1,
+    retry_failed: bool = False,
 ) -> EditionReport:
     """Send (or, with ``dry_run``, describe) this period's edition. Safe to run again and
     from several processes at once: one of them sends, the others say so and return."""
     started = time.monotonic()
     now = now or utcnow()
+    options = SendOptions(progress, retry_delays, sleep, should_stop, workers, retry_failed)
     factory = open_database(settings, engine)
     schedule = Schedule.from_settings(settings)
     key = key or current_key(now, schedule)
@@ -108,26 +136,32 @@ def run_edition(
     if dry_run:
         _dry_run(factory, settings, edition, schedule, now, report)
     else:
-        bind = factory.kw["bind"]
-        with SendLock(bind, key) as lock:
+        with SendLock(factory.kw["bind"], key) as lock:
             if not lock.acquired:
                 report.busy = lock.other
             else:
-                ledger.recover_in_flight(factory, _id(edition))
-                _plan_and_send(
+                edition_id = _id(edition)
+                ledger.recover_in_flight(factory, edition_id)
+                if retry_failed:
+                    with transaction(factory) as session:
+                        report.requeued = ledger.requeue_gave_up(session, edition_id)
+                plan = plan_edition(
                     factory,
-                    settings,
-                    transport,
                     edition,
-                    schedule,
-                    now,
-                    report,
-                    progress=progress,
-                    retry_delays=retry_delays,
-                    sleep=sleep,
-                    should_stop=should_stop,
-                    renew=lock.renew,
+                    lookback=dt.timedelta(days=settings.lookback_days),
+                    now=now,
+                    domain=settings.sender_domain,
+                    schedule=schedule,
                 )
+                report.queued, report.nothing_new = plan.queued, plan.nothing_new
+                report.not_due = plan.not_due
+                _send(factory, settings, transport, edition, report, options, renew=lock.renew)
+                with transaction(factory) as session:
+                    report.deferred = ledger.count(
+                        session, edition_id, (DeliveryStatus.DEFERRED.value,)
+                    )
+                    if all_readers_due(edition.key, schedule, now) and not report.stopped:
+                        report.complete = ledger.complete_if_done(session, edition_id)
     report.seconds = time.monotonic() - started
     return report
 
@@ -186,78 +220,150 @@ def _dry_run(
         report.variants.append(VariantReport(number, subject, len(variant_key[1]), recipients))
 
 
-def _plan_and_send(
+def _outbound(
     factory: sessionmaker[Session],
     settings: Settings,
-    transport: Transport,
     edition: Edition,
-    schedule: Schedule,
-    now: dt.datetime,
-    report: EditionReport,
-    *,
-    progress: Progress | None,
-    retry_delays: Sequence[float],
-    sleep: Callable[[float], None],
-    should_stop: Callable[[], bool],
-    renew: Callable[[], None],
-) -> None:
+    report: EditionReport | None = None,
+) -> tuple[Outbound, int]:
+    """Render and build every variant with rows still to send; returns them and how many
+    rows are waiting."""
     edition_id = _id(edition)
-    plan = plan_edition(
-        factory,
-        edition,
-        lookback=dt.timedelta(days=settings.lookback_days),
-        now=now,
-        domain=settings.sender_domain,
-        schedule=schedule,
-    )
-    report.queued, report.nothing_new, report.not_due = plan.queued, plan.nothing_new, plan.not_due
     with factory() as session:
-        report.previously_sent = ledger.count(session, edition_id, (DeliveryStatus.SENT.value,))
         pending = ledger.pending_by_variant(session, edition_id)
-        built = render_variants(
-            session, Renderer(settings), settings, (v.key for v, _ in pending), date=utcnow()
+        built = render_checked(  # preflight: PreflightError before any message goes out
+            session, settings, [(v.number, v.key) for v, _ in pending], date=utcnow()
         )
-    report.variants = [
-        VariantReport(v.number, built[v.key][0].subject, len(v.summary_ids), n) for v, n in pending
-    ]
+        if report is not None:
+            report.previously_sent = ledger.count(session, edition_id, (DeliveryStatus.SENT.value,))
+            report.variants = [
+                VariantReport(v.number, built[v.key][0].subject, len(v.summary_ids), n)
+                for v, n in pending
+            ]
+    signer = DkimSigner.from_settings(settings)  # a bad key fails here, before any send
     outbound = Outbound(
-        sender=settings.sender_address,
+        sender=partial(envelope_sender, settings),
+        sign=signer.sign if signer is not None else None,
         edition_key=edition.key,
         templates={v.id: built[v.key][1] for v, _ in pending},
         numbers={v.id: v.number for v, _ in pending},
     )
+    return outbound, sum(n for _, n in pending)
+
+
+def _limiter(settings: Settings, share: int = 1) -> RateLimiter:
+    return RateLimiter(
+        settings.rate_per_second / share if settings.rate_per_second else None,
+        settings.rate_per_hour // share if settings.rate_per_hour else None,
+    )
+
+
+def _send(
+    factory: sessionmaker[Session],
+    settings: Settings,
+    transport: Transport,
+    edition: Edition,
+    report: EditionReport,
+    options: SendOptions,
+    *,
+    renew: Callable[[], None],
+) -> None:
+    outbound, total = _outbound(factory, settings, edition, report)
+    helpers = _start_workers(settings, edition.key, options.workers, factory)
+    try:
+        with Sender(factory, transport, outbound, _limiter(settings, options.workers)) as sender:
+            report.stopped = send_passes(
+                factory, settings, edition, sender, options, total, renew=renew
+            )
+    finally:
+        for process in helpers:
+            process.join()
+            report.worker_errors += process.exitcode != 0
+    tally = sender.tally
+    report.sent, report.failed, report.skipped = tally.sent, tally.failed, tally.skipped
+    report.failures, report.resent_after_crash = tally.failures, tally.resent_after_crash
+
+
+def send_passes(
+    factory: sessionmaker[Session],
+    settings: Settings,
+    edition: Edition,
+    sender: Sender,
+    options: SendOptions,
+    total: int,
+    *,
+    renew: Callable[[], None] = lambda: None,
+) -> bool:
+    """Claim and send until nothing is left, retrying deferred rows after back-off delays.
+    Returns True when it stopped early (a stop request or the edition was cancelled)."""
+    edition_id = _id(edition)
+    delays = options.retry_delays
+    if delays is None:
+        delays = backoff_delays(settings.send_retries, settings.retry_base_seconds)
 
     def stop_now() -> bool:
-        return should_stop() or (
+        return options.should_stop() or (
             ledger.edition_status(factory, edition_id) == EditionStatus.CANCELLED
         )
 
-    tally = Tally()
-    total = sum(n for _, n in pending)
     done = 0
-    for delay in (0.0, *retry_delays):
+    for delay in (0.0, *delays):
         if delay:
             with factory() as session:
                 if not ledger.count(session, edition_id, (DeliveryStatus.DEFERRED.value,)):
                     break
-            sleep(delay)
+            options.sleep(delay)
         after = 0
-        while not stop_now():
+        while True:
+            if stop_now():
+                return True
             claims = ledger.claim(factory, edition_id, after, settings.send_batch_size)
             if not claims:
                 break
             after = claims[-1].delivery_id
-            done += send_batch(factory, transport, outbound, claims, tally)
+            done += sender.send_batch(claims)
             renew()
-            if progress:
-                progress(min(done, total), total)
-        else:
-            report.stopped = True
-            break
-    report.sent, report.failed, report.skipped = tally.sent, tally.failed, tally.skipped
-    report.failures = tally.failures
-    report.resent_after_crash = tally.resent_after_crash
-    with transaction(factory) as session:
-        report.deferred = ledger.count(session, edition_id, (DeliveryStatus.DEFERRED.value,))
-        if all_readers_due(edition.key, schedule, now):
-            report.complete = ledger.complete_if_done(session, edition_id)
+            if options.progress:
+                options.progress(min(done, total), total, sender.tally.failed)
+    return False
+
+
+def _start_workers(
+    settings: Settings, key: str, workers: int, factory: sessionmaker[Session]
+) -> list[multiprocessing.process.BaseProcess]:
+    if workers <= 1:
+        return []
+    if factory.kw["bind"].dialect.name != "postgresql":
+        raise EditionError(
+            "--workers needs PostgreSQL; on SQLite one sender uses smtp_connections connections"
+        )
+    context = multiprocessing.get_context("spawn")
+    processes: list[multiprocessing.process.BaseProcess] = [
+        context.Process(target=work_on_edition, args=(settings, key, workers), daemon=False)
+        for _ in range(workers - 1)
+    ]
+    for process in processes:
+        process.start()
+    return processes
+
+
+def work_on_edition(settings: Settings, key: str, share: int = 1) -> EditionReport:
+    """An extra worker: send rows of an edition another process planned and is sending
+    (no planning, no lock; ``FOR UPDATE SKIP LOCKED`` keeps workers' batches disjoint)."""
+    started = time.monotonic()
+    factory = open_database(settings)
+    with factory() as session:
+        edition = session.scalar(select(Edition).where(Edition.key == key))
+    if edition is None or edition.status != EditionStatus.OPEN:
+        raise EditionError(f"edition {key} is not being sent (see `digest editions list`)")
+    report = EditionReport(key=key, cutoff=edition.cutoff, created=False)
+    outbound, total = _outbound(factory, settings, edition)
+    transport = make_transport(settings)
+    try:
+        with Sender(factory, transport, outbound, _limiter(settings, share)) as sender:
+            report.stopped = send_passes(factory, settings, edition, sender, SendOptions(), total)
+    finally:
+        transport.close()
+    report.sent, report.failed = sender.tally.sent, sender.tally.failed
+    report.seconds = time.monotonic() - started
+    return report

@@ -92,3 +92,44 @@ def cancel_edition(session: Session, key: str) -> int:
     if edition.status == EditionStatus.CANCELLED:
         return 0
     return ledger.cancel(session, edition)
+
+
+@dataclass(frozen=True)
+class DeliveryRow:
+    edition: str
+    address: str  # "(erased)" once the subscriber was erased
+    status: str
+    attempts: int
+    updated_at: dt.datetime
+    detail: str
+
+
+def list_deliveries(
+    session: Session, key: str | None = None, status: str | None = None, limit: int = 50
+) -> list[DeliveryRow]:
+    """The ledger, newest first; never shows tokens."""
+    from subscribers.models import Subscriber
+
+    query = (
+        select(
+            Edition.key,
+            Subscriber.email,
+            Delivery.status,
+            Delivery.attempts,
+            Delivery.updated_at,
+            Delivery.detail,
+        )
+        .join(Edition, Edition.id == Delivery.edition_id)
+        .outerjoin(Subscriber, Subscriber.id == Delivery.subscriber_id)
+        .order_by(Delivery.updated_at.desc(), Delivery.id.desc())
+        .limit(limit)
+    )
+    if key:
+        get_edition(session, key)
+        query = query.where(Edition.key == key)
+    if status:
+        query = query.where(Delivery.status == status)
+    return [
+        DeliveryRow(k, address or "(erased)", s, attempts, updated, detail or "")
+        for k, address, s, attempts, updated, detail in session.execute(query).all()
+    ]

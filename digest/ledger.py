@@ -8,7 +8,7 @@ to ``queued`` with ``detail = IN_FLIGHT`` and keeps its Message-ID, so a resend 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import func, select, update
@@ -22,6 +22,8 @@ from subscribers.models import Subscriber
 CLAIMABLE = (DeliveryStatus.QUEUED.value, DeliveryStatus.DEFERRED.value)
 PENDING = (*CLAIMABLE, DeliveryStatus.SENDING.value)
 IN_FLIGHT = "in flight during a crash; sent again with its original Message-ID"
+#: Detail prefix of rows that failed for good after temporary failures only.
+GAVE_UP = "gave up after"
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,8 +152,10 @@ def record(factory: sessionmaker[Session], outcomes: Sequence[dict[str, object]]
             session.execute(update(Delivery), list(outcomes))
 
 
-def release(factory: sessionmaker[Session], claims: Iterable[Claim]) -> None:
+def release(factory: sessionmaker[Session], claims: Sequence[Claim]) -> None:
     """Give back claimed rows that were never handed to the transport."""
+    if not claims:
+        return
     record(
         factory,
         [{"id": c.delivery_id, "status": c.was, "attempts": c.attempts - 1} for c in claims],
@@ -187,3 +191,22 @@ def cancel(session: Session, edition: Edition) -> int:
         )
     )
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+def requeue_gave_up(session: Session, edition_id: int) -> int:
+    """Queue again the rows that failed only through temporary failures (``--retry-failed``);
+    permanent failures (5xx) stay failed. Reopens a completed edition."""
+    result = session.execute(
+        update(Delivery)
+        .where(
+            Delivery.edition_id == edition_id,
+            Delivery.status == DeliveryStatus.FAILED.value,
+            Delivery.detail.like(f"{GAVE_UP}%"),
+        )
+        .values(status=DeliveryStatus.QUEUED.value, attempts=0, updated_at=utcnow())
+    )
+    requeued = int(getattr(result, "rowcount", 0) or 0)
+    edition = session.get(Edition, edition_id)
+    if requeued and edition is not None and edition.status == EditionStatus.COMPLETE:
+        edition.status, edition.completed_at = EditionStatus.OPEN.value, None
+    return requeued

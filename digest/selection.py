@@ -69,9 +69,11 @@ def window_start(reader: Reader, lookback: dt.timedelta) -> dt.datetime:
 class Catalog:
     """The summaries published up to an edition's cutoff, indexed for fast selection.
 
-    Results are cached per (categories, window start): readers who joined at different
-    times but share a window cost one selection.
+    Results are cached per (categories, window start), so readers sharing a window cost
+    one selection; the cache is bounded, so a million distinct windows cannot fill memory.
     """
+
+    CACHE_SIZE = 4096
 
     def __init__(self, items: Iterable[ItemRef], cutoff: dt.datetime) -> None:
         self.cutoff = cutoff
@@ -97,6 +99,8 @@ class Catalog:
                     break  # lists are newest first
                 chosen[item.id] = item
         result = tuple(item.id for item in sorted(chosen.values(), key=_newest_first))
+        if len(self._cache) >= self.CACHE_SIZE:
+            self._cache.pop(next(iter(self._cache)))  # drop the oldest entry
         self._cache[key] = result
         return result
 

@@ -1,28 +1,43 @@
-"""Send one claimed batch: personalise each message, hand it over, classify the outcome.
+"""Send claimed batches: personalise each message, hand it over, classify the outcome.
 
 Policy lives here, not in transports: a 5xx reply fails the row for good; a 4xx reply or a
-dropped connection defers it until ``MAX_ATTEMPTS``; an unreachable server stops the run
-with the rest of the batch given back untouched.
+dropped connection defers it until ``MAX_ATTEMPTS``; an unreachable server (or too many
+temporary failures in a row) stops the run, the rest of the batch given back untouched.
+Messages go out on as many threads as the transport has connections, all under one
+rate limiter.
 """
 
 from __future__ import annotations
 
+import random
+import threading
 from collections import Counter
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from types import TracebackType
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest.db import utcnow
 from digest.errors import TransportUnavailable
-from digest.ledger import Claim, record, release
+from digest.ledger import GAVE_UP, Claim, record, release
 from digest.message import MessageTemplate, Recipient
 from digest.models import DeliveryStatus
+from digest.ratelimit import RateLimiter
 from digest.transports.base import DeliveryFailed, Envelope, Transport
 from subscribers.models import Status
 
 #: A temporary failure is retried until a delivery has had this many attempts.
 MAX_ATTEMPTS = 5
+#: Temporary failures in a row that mean the server is down: the run stops.
+DOWN_AFTER = 25
+
+
+def backoff_delays(retries: int, base: float, rng: random.Random | None = None) -> list[float]:
+    """Exponential back-off with jitter: ``base * 2**i``, each between half and 1.5 times."""
+    rng = rng or random.Random()
+    return [base * 2**i * rng.uniform(0.5, 1.5) for i in range(retries)]
 
 
 @dataclass
@@ -40,78 +55,148 @@ class Tally:
 class Outbound:
     """Everything constant across a run's messages."""
 
-    sender: str
+    sender: Callable[[int], str]  # delivery id -> envelope sender (fixed, or VERP)
     edition_key: str
     templates: Mapping[int, MessageTemplate]  # by variant id
     numbers: Mapping[int, int]  # variant id -> variant number
+    sign: Callable[[bytes], bytes] | None = None  # DKIM
 
 
-def send_batch(
-    factory: sessionmaker[Session],
-    transport: Transport,
-    outbound: Outbound,
-    claims: list[Claim],
-    tally: Tally,
-    *,
-    before_send: Callable[[], None] | None = None,
-) -> int:
-    """Send ``claims`` and record every outcome in one statement; returns how many rows were
-    handled. ``before_send`` runs before each hand-over (the rate limiter)."""
-    outcomes: list[dict[str, object]] = []
-    index = 0
-    try:
-        for index, item in enumerate(claims):  # noqa: B007  (index is used after the loop)
-            row: dict[str, object] = {"id": item.delivery_id, "updated_at": utcnow()}
-            if item.address is None or item.token is None:
-                row.update(status=DeliveryStatus.SKIPPED.value, detail="subscriber was erased")
-                tally.skipped += 1
-            elif item.subscriber_status != Status.ACTIVE:
-                row.update(
-                    status=DeliveryStatus.SKIPPED.value,
-                    detail=f"subscriber is {item.subscriber_status} since planning",
-                )
-                tally.skipped += 1
+class Sender:
+    """Sends batches through one transport, on ``transport.concurrency`` threads."""
+
+    def __init__(
+        self,
+        factory: sessionmaker[Session],
+        transport: Transport,
+        outbound: Outbound,
+        limiter: RateLimiter | None = None,
+    ) -> None:
+        self.factory = factory
+        self.transport = transport
+        self.outbound = outbound
+        self.limiter = limiter or RateLimiter()
+        self.tally = Tally()
+        self._lock = threading.Lock()
+        self._in_a_row = 0
+        self._down: TransportUnavailable | None = None
+        threads = int(getattr(transport, "concurrency", 1))
+        self._pool = ThreadPoolExecutor(threads, "digest-send") if threads > 1 else None
+
+    def send_batch(self, claims: list[Claim]) -> int:
+        """Send ``claims`` and record every outcome in one statement; returns how many
+        rows were handled. Raises TransportUnavailable (after recording what was done and
+        giving back what was not) when the server is unreachable or keeps deferring."""
+        if self._pool is None:
+            results = [self._one(item) for item in claims]
+        else:
+            results = list(self._pool.map(self._one, claims))
+        outcomes: list[dict[str, object]] = []
+        untouched: list[Claim] = []
+        for item, result in zip(claims, results, strict=True):
+            if isinstance(result, dict):
+                outcomes.append(result)
+                self._count(item, result)
             else:
-                raw = outbound.templates[item.variant_id].personalize(
-                    Recipient(item.address, item.name, item.token, item.message_id)
+                untouched.append(item)
+        record(self.factory, outcomes)
+        release(self.factory, untouched)
+        if self._down is not None:
+            raise self._down
+        return len(outcomes)
+
+    def _one(self, item: Claim) -> dict[str, object] | TransportUnavailable:
+        if self._down is not None:
+            return self._down  # the server is down: leave the row untouched
+        row: dict[str, object] = {"id": item.delivery_id, "updated_at": utcnow()}
+        if item.address is None or item.token is None:
+            row.update(status=DeliveryStatus.SKIPPED.value, detail="subscriber was erased")
+            return row
+        if item.subscriber_status != Status.ACTIVE:
+            row.update(
+                status=DeliveryStatus.SKIPPED.value,
+                detail=f"subscriber is {item.subscriber_status} since planning",
+            )
+            return row
+        out = self.outbound
+        raw = out.templates[item.variant_id].personalize(
+            Recipient(item.address, item.name, item.token, item.message_id)
+        )
+        if out.sign is not None:
+            raw = out.sign(raw)
+        envelope = Envelope(
+            out.sender(item.delivery_id),
+            item.address,
+            out.edition_key,
+            out.numbers[item.variant_id],
+        )
+        self.limiter.acquire()
+        try:
+            reply = self.transport.send(envelope, raw)
+        except TransportUnavailable as exc:
+            with self._lock:
+                self._down = self._down or exc
+            return exc
+        except DeliveryFailed as exc:
+            row.update(_failure(item, exc))
+            self._temporary(not exc.permanent)
+            return row
+        self._temporary(False)
+        row.update(status=DeliveryStatus.SENT.value, sent_at=utcnow(), detail=reply)
+        return row
+
+    def _temporary(self, failed: bool) -> None:
+        """Track temporary failures in a row; past DOWN_AFTER the server counts as down."""
+        if not failed:
+            self.limiter.accepted()
+            with self._lock:
+                self._in_a_row = 0
+            return
+        self.limiter.deferred()
+        with self._lock:
+            self._in_a_row += 1
+            if self._in_a_row >= DOWN_AFTER and self._down is None:
+                self._down = TransportUnavailable(
+                    f"{self._in_a_row} temporary failures in a row (the mail server seems "
+                    "down); stopped, run `digest send` again later"
                 )
-                envelope = Envelope(
-                    outbound.sender,
-                    item.address,
-                    outbound.edition_key,
-                    outbound.numbers[item.variant_id],
-                )
-                if before_send is not None:
-                    before_send()
-                try:
-                    reply = transport.send(envelope, raw)
-                except DeliveryFailed as exc:
-                    row.update(_failure(item, exc, tally))
-                else:
-                    row.update(
-                        status=DeliveryStatus.SENT.value, sent_at=row["updated_at"], detail=reply
-                    )
-                    tally.sent += 1
-                    tally.resent_after_crash += item.resend
-            outcomes.append(row)
-    except TransportUnavailable:
-        release(factory, claims[index:])
-        raise
-    finally:
-        record(factory, outcomes)
-    return len(outcomes)
+
+    def _count(self, item: Claim, row: Mapping[str, object]) -> None:
+        tally, status = self.tally, row["status"]
+        if status == DeliveryStatus.SENT:
+            tally.sent += 1
+            tally.resent_after_crash += item.resend
+        elif status == DeliveryStatus.SKIPPED:
+            tally.skipped += 1
+        elif status == DeliveryStatus.FAILED:
+            tally.failed += 1
+            detail = str(row["detail"])
+            tally.failures[
+                "too many temporary failures" if detail.startswith(GAVE_UP) else detail[:60]
+            ] += 1
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+
+    def __enter__(self) -> Sender:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
 
 
-def _failure(item: Claim, exc: DeliveryFailed, tally: Tally) -> dict[str, object]:
+def _failure(item: Claim, exc: DeliveryFailed) -> dict[str, object]:
     if exc.permanent:
-        tally.failed += 1
-        tally.failures[exc.reply[:60]] += 1
         return {"status": DeliveryStatus.FAILED.value, "detail": exc.reply}
     if item.attempts >= MAX_ATTEMPTS:
-        tally.failed += 1
-        tally.failures["too many temporary failures"] += 1
         return {
             "status": DeliveryStatus.FAILED.value,
-            "detail": f"gave up after {item.attempts} attempts: {exc.reply}",
+            "detail": f"{GAVE_UP} {item.attempts} attempts: {exc.reply}",
         }
     return {"status": DeliveryStatus.DEFERRED.value, "detail": exc.reply}

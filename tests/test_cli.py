@@ -176,3 +176,15 @@ def test_send_due_is_safe_to_run_every_five_minutes(folder: Path) -> None:
     result = run("send", "--due")
     assert result.exit_code == 0
     assert result.output.startswith("Nothing to do: edition ")
+
+
+def test_deliveries_shows_the_ledger_without_tokens(folder: Path) -> None:
+    assert run("demo").exit_code == 0
+    key = next((folder / "outbox").iterdir()).name
+    result = run("deliveries", "--edition", key, "--status", "sent", "--limit", "100")
+    assert result.exit_code == 0
+    lines = [line for line in result.output.splitlines() if "@example.org" in line]
+    assert len(lines) == 24 and all(" sent " in line for line in lines)
+    emls = list((folder / "outbox" / key).glob("*.eml"))
+    token = emls[0].read_text().split("/u/")[1][:43]
+    assert token not in result.output

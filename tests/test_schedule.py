@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import email
 import email.policy
+import itertools
 import threading
 import time
 from dataclasses import replace
@@ -55,7 +56,7 @@ def test_each_week_has_one_send_at_the_same_local_hour_across_dst(zone: str, key
         local = moment.astimezone(schedule.zone)
         assert (local.weekday(), local.hour, local.minute) == (0, 8, 0)
         assert key_for(moment, schedule.zone) == key  # lands in its own week
-    gaps = {b - a for a, b in zip(moments, moments[1:], strict=False) if b - a < 14 * DAY}
+    gaps = {b - a for a, b in itertools.pairwise(moments) if b - a < 14 * DAY}
     assert gaps <= {7 * DAY - HOUR, 7 * DAY, 7 * DAY + HOUR}
 
 
@@ -67,7 +68,7 @@ def test_cron_trigger_fires_every_monday_at_8_local_across_dst(zone: str) -> Non
     for _ in range(8):  # October to November: both zones leave summer time
         fire = trigger.get_next_fire_time(None, fire + dt.timedelta(seconds=1))
         fired.append(fire)
-    for previous, current in zip(fired, fired[1:], strict=False):
+    for previous, current in itertools.pairwise(fired):
         assert (current.date() - previous.date()).days == 7
     assert all((f.weekday(), f.hour, f.minute) == (0, 8, 0) for f in fired)
 
@@ -76,19 +77,19 @@ def test_cron_trigger_fires_every_monday_at_8_local_across_dst(zone: str) -> Non
 def readers(factory: sessionmaker[Session]) -> None:
     add_categories(factory, "Pharmacology")
     add_summary(factory, "Riluzole after acute injury", ["pharmacology"], NOW - 2 * DAY)
-    for address, zone in [("nz@example.org", "Pacific/Auckland"),
-                          ("berlin@example.org", "Europe/Berlin"),
-                          ("ny@example.org", "America/New_York"),
-                          ("list@example.org", None)]:
+    for address, zone in [
+        ("nz@example.org", "Pacific/Auckland"),
+        ("berlin@example.org", "Europe/Berlin"),
+        ("ny@example.org", "America/New_York"),
+        ("list@example.org", None),
+    ]:
         add_reader(factory, address, ["pharmacology"], joined=NOW - 3 * DAY)
         set_reader(factory, address, timezone=zone)
 
 
 def set_reader(factory: sessionmaker[Session], address: str, **values: object) -> None:
     with transaction(factory) as session:
-        session.execute(
-            update(Subscriber).where(Subscriber.email_key == address).values(**values)
-        )
+        session.execute(update(Subscriber).where(Subscriber.email_key == address).values(**values))
 
 
 def hourly(settings: Settings, engine: Engine, start: dt.datetime, hours: int):
@@ -138,8 +139,9 @@ def test_reader_changing_time_zone_mid_week_gets_exactly_one_email(
             set_reader(factory, "nz@example.org", timezone="America/New_York")  # got it already
         if now == NOW + 2 * HOUR:
             set_reader(factory, "ny@example.org", timezone="America/New_York")
-    assert sorted(sent) == sorted(["nz@example.org", "berlin@example.org",
-                                   "list@example.org", "ny@example.org"])
+    assert sorted(sent) == sorted(
+        ["nz@example.org", "berlin@example.org", "list@example.org", "ny@example.org"]
+    )
 
 
 def test_monthly_readers_get_one_digest_a_month_covering_everything(
@@ -156,12 +158,19 @@ def test_monthly_readers_get_one_digest_a_month_covering_everything(
         memory = MemoryTransport()
         report = run_edition(db_settings, memory, now=now, engine=engine)
         for envelope, raw in memory.outbox:
-            text = email.message_from_bytes(raw, policy=email.policy.default).get_body(
-                ("plain",)).get_content()
+            text = (
+                email.message_from_bytes(raw, policy=email.policy.default)
+                .get_body(("plain",))
+                .get_content()
+            )
             titles = [f"Study of week {w}" for w in range(4) if f"Study of week {w}" in text]
             got.setdefault(envelope.recipient, []).append((report.key, titles))
     assert [key for key, _ in got["weekly@example.org"]] == [
-        "2026-W48", "2026-W49", "2026-W50", "2026-W51"]
+        "2026-W48",
+        "2026-W49",
+        "2026-W50",
+        "2026-W51",
+    ]
     assert got["monthly@example.org"] == [
         ("2026-W48", ["Study of week 0"]),  # November
         ("2026-W50", ["Study of week 1", "Study of week 2"]),  # first December edition
@@ -198,8 +207,11 @@ def test_paused_reader_is_skipped_until_the_pause_ends(
     add_summary(factory, "Second", ["pharmacology"], NOW + 5 * DAY)
     back = MemoryTransport()
     run_edition(db_settings, back, now=NOW + 14 * DAY, engine=engine)
-    text = email.message_from_bytes(back.outbox[0][1], policy=email.policy.default).get_body(
-        ("plain",)).get_content()
+    text = (
+        email.message_from_bytes(back.outbox[0][1], policy=email.policy.default)
+        .get_body(("plain",))
+        .get_content()
+    )
     assert "First" in text and "Second" in text  # nothing missed while paused
 
 
@@ -237,8 +249,7 @@ def test_cancel_during_a_send_stops_cleanly(
             return super().send(envelope, message)
 
     transport = CancelAfterFirst()
-    report = run_edition(replace(db_settings, send_batch_size=2), transport, now=NOW,
-                         engine=engine)
+    report = run_edition(replace(db_settings, send_batch_size=2), transport, now=NOW, engine=engine)
     assert report.stopped and len(transport.outbox) == 2  # the claimed batch finished
     with factory() as session:
         rows = session.execute(select(Delivery.status, Delivery.detail)).all()
@@ -253,8 +264,13 @@ def test_stop_request_finishes_the_batch_and_resume_completes(
     db_settings: Settings, engine: Engine, factory: sessionmaker[Session]
 ) -> None:
     first = MemoryTransport()
-    report = run_edition(replace(db_settings, send_batch_size=2), first, now=NOW,
-                         engine=engine, should_stop=lambda: bool(first.outbox))
+    report = run_edition(
+        replace(db_settings, send_batch_size=2),
+        first,
+        now=NOW,
+        engine=engine,
+        should_stop=lambda: bool(first.outbox),
+    )
     assert report.stopped and len(first.outbox) == 2 and not report.complete
     second = MemoryTransport()
     resumed = run_edition(db_settings, second, now=NOW, engine=engine)
@@ -305,15 +321,15 @@ def test_two_schedulers_firing_at_once_send_once(
 ) -> None:
     config, _ = deployment
     reports = []
-    threads = [threading.Thread(target=lambda: reports.append(scheduled_send(config)))
-               for _ in range(2)]
+    threads = [
+        threading.Thread(target=lambda: reports.append(scheduled_send(config))) for _ in range(2)
+    ]
     for t in threads:
         t.start()
     for t in threads:
         t.join(timeout=30)
     received = [r for m in smtp_server.handler.messages for r in m.recipients]
-    assert sorted(received) == ["reader0@example.org", "reader1@example.org",
-                                "reader2@example.org"]
+    assert sorted(received) == ["reader0@example.org", "reader1@example.org", "reader2@example.org"]
     assert sum(r.sent for r in reports) == 3
 
 
@@ -350,9 +366,11 @@ def test_send_due_waits_for_the_send_time_and_stops_when_complete(
 ) -> None:
     settings = replace(db_settings, send_day="mon", send_time="09:00")
     assert not_due_reason(settings, now=NOW, engine=engine) == (
-        "edition 2026-W48 is not due until Mon 2026-11-23 09:00 (UTC)")
+        "edition 2026-W48 is not due until Mon 2026-11-23 09:00 (UTC)"
+    )
     assert not_due_reason(settings, now=NOW + HOUR, engine=engine) is None
     add_categories(factory, "Pharmacology")
     run_edition(settings, MemoryTransport(), now=NOW + HOUR, engine=engine)
     assert not_due_reason(settings, now=NOW + 2 * HOUR, engine=engine) == (
-        "edition 2026-W48 is complete")
+        "edition 2026-W48 is complete"
+    )

@@ -28,7 +28,7 @@ def make_transport(settings: Settings, name: str | None = None) -> Transport:
     if name == "smtp":
         if settings.smtp is None:
             raise ConfigError("smtp_url", "is needed to send through SMTP")
-        return SmtpTransport(settings.smtp)
+        return SmtpTransport(settings.smtp, connections=settings.smtp_connections)
     if name == "file":
         return FileTransport(settings.outbox_dir)
     if name == "console":

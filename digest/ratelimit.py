@@ -1,0 +1,72 @@
+"""One rate limiter for a whole run, shared by every connection thread.
+
+Messages are spaced exactly ``1/per_second`` apart and at most ``per_hour`` go out in any
+hour. On a deferral (421, 451...) the rate halves, down to a floor; it climbs back by a tenth
+after every ``recover_after`` accepted messages. Several worker processes share a limit by
+each taking ``1/workers`` of it.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from collections.abc import Callable
+
+
+class RateLimiter:
+    def __init__(
+        self,
+        per_second: float | None = None,
+        per_hour: int | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        floor: float = 0.5,
+        recover_after: int = 50,
+    ) -> None:
+        self.limit = per_second
+        self.rate = per_second
+        self.per_hour = per_hour
+        self.floor = floor
+        self.recover_after = recover_after
+        self._clock, self._sleep = clock, sleep
+        self._lock = threading.Lock()
+        self._next = 0.0
+        self._hour: collections.deque[float] = collections.deque()
+        self._good = 0
+
+    def acquire(self) -> None:
+        """Block until the next message may be handed over."""
+        with self._lock:
+            now = self._clock()
+            at = now
+            if self.rate:
+                at = max(at, self._next)
+                self._next = at + 1.0 / self.rate
+            if self.per_hour:
+                while self._hour and self._hour[0] <= at - 3600:
+                    self._hour.popleft()
+                if len(self._hour) >= self.per_hour:
+                    at = max(at, self._hour[0] + 3600)
+                    self._hour.popleft()
+                self._hour.append(at)
+        if at > now:
+            self._sleep(at - now)
+
+    def deferred(self) -> None:
+        """The server asked us to slow down."""
+        with self._lock:
+            self._good = 0
+            current = self.rate or self.limit
+            if current:
+                self.rate = max(self.floor, current / 2)
+
+    def accepted(self) -> None:
+        with self._lock:
+            if self.limit is None or self.rate is None or self.rate >= self.limit:
+                return
+            self._good += 1
+            if self._good >= self.recover_after:
+                self._good = 0
+                self.rate = min(self.limit, self.rate * 1.1)
