@@ -18,12 +18,12 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from digest import ledger, mjml_lint
+from digest import mjml_lint
 from digest.config import Settings
 from digest.content import CategoryRef, DigestContent, build_content, load_cards
 from digest.errors import DigestError, PreflightError
 from digest.models import Edition, EditionStatus, Summary
-from digest.planning import get_or_create_edition, ordered_categories, plan_edition
+from digest.planning import dry_plan, get_or_create_edition, ordered_categories
 from digest.preflight import summary_warnings, variant_problems
 from digest.render import DIGEST_MJML, Renderer
 from digest.schedule import Schedule, current_key
@@ -99,20 +99,7 @@ def plan_week(factory: sessionmaker[Session], settings: Settings, now: dt.dateti
     status = edition.status if edition is not None else None
     if edition is None:
         edition = Edition(key=key, cutoff=now, created_at=now, status=EditionStatus.OPEN.value)
-    plan = plan_edition(
-        factory,
-        edition,
-        lookback=dt.timedelta(days=settings.lookback_days),
-        now=now,
-        domain=settings.sender_domain,
-        schedule=schedule,
-        dry_run=True,
-    )
-    counts: Counter[VariantKey] = Counter(plan.per_variant)
-    if edition.id is not None:
-        with factory() as session:
-            for variant, waiting in ledger.pending_by_variant(session, edition.id):
-                counts[variant.key] += waiting
+    _, counts = dry_plan(factory, settings, edition, now=now)
     return WeekPlan(key, edition.cutoff, status, counts)
 
 

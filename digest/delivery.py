@@ -26,7 +26,7 @@ from digest.dkim import DkimSigner
 from digest.errors import DigestError, EditionError
 from digest.locks import SendLock
 from digest.models import DeliveryStatus, Edition, EditionStatus
-from digest.planning import get_or_create_edition, plan_edition
+from digest.planning import dry_plan, get_or_create_edition, plan_edition
 from digest.ratelimit import RateLimiter
 from digest.render import Renderer
 from digest.schedule import (
@@ -37,7 +37,6 @@ from digest.schedule import (
     is_due,
     send_moment,
 )
-from digest.selection import VariantKey
 from digest.sending import Outbound, Sender, backoff_delays
 from digest.transports import make_transport
 from digest.transports.base import Transport
@@ -134,7 +133,7 @@ def run_edition(
         raise EditionError(f"edition {key} was cancelled")
     report = EditionReport(key=key, cutoff=edition.cutoff, created=created, dry_run=dry_run)
     if dry_run:
-        _dry_run(factory, settings, edition, schedule, now, report)
+        _dry_run(factory, settings, edition, now, report)
     else:
         with SendLock(factory.kw["bind"], key) as lock:
             if not lock.acquired:
@@ -145,14 +144,7 @@ def run_edition(
                 if retry_failed:
                     with transaction(factory) as session:
                         report.requeued = ledger.requeue_gave_up(session, edition_id)
-                plan = plan_edition(
-                    factory,
-                    edition,
-                    lookback=dt.timedelta(days=settings.lookback_days),
-                    now=now,
-                    domain=settings.sender_domain,
-                    schedule=schedule,
-                )
+                plan = plan_edition(factory, settings, edition, now=now)
                 report.queued, report.nothing_new = plan.queued, plan.nothing_new
                 report.not_due = plan.not_due
                 _send(factory, settings, transport, edition, report, options, renew=lock.renew)
@@ -195,25 +187,12 @@ def _dry_run(
     factory: sessionmaker[Session],
     settings: Settings,
     edition: Edition,
-    schedule: Schedule,
     now: dt.datetime,
     report: EditionReport,
 ) -> None:
-    plan = plan_edition(
-        factory,
-        edition,
-        lookback=dt.timedelta(days=settings.lookback_days),
-        now=now,
-        domain=settings.sender_domain,
-        schedule=schedule,
-        dry_run=True,
-    )
+    plan, counts = dry_plan(factory, settings, edition, now=now)
     report.nothing_new, report.not_due = plan.nothing_new, plan.not_due
-    counts: Counter[VariantKey] = Counter(plan.per_variant)
     with factory() as session:
-        if edition.id is not None:
-            for variant, waiting in ledger.pending_by_variant(session, edition.id):
-                counts[variant.key] += waiting
         built = render_variants(session, Renderer(settings), settings, counts, date=now)
     for number, (variant_key, recipients) in enumerate(counts.most_common(), start=1):
         subject = built[variant_key][0].subject

@@ -17,7 +17,9 @@ from sqlalchemy import exists, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from digest.config import Settings
 from digest.db import Category, transaction
+from digest.ledger import pending_by_variant
 from digest.message import new_message_id
 from digest.models import Delivery, DeliveryStatus, Edition, Summary, Variant, summary_categories
 from digest.schedule import Schedule, reader_due
@@ -132,15 +134,16 @@ def iter_readers(
 
 def plan_edition(
     factory: sessionmaker[Session],
+    settings: Settings,
     edition: Edition,
     *,
-    lookback: dt.timedelta,
     now: dt.datetime,
-    domain: str,
-    schedule: Schedule,
     dry_run: bool = False,
 ) -> PlanResult:
     """Queue a ledger row for every active reader with something new (unless ``dry_run``)."""
+    lookback = dt.timedelta(days=settings.lookback_days)
+    domain = settings.sender_domain
+    schedule = Schedule.from_settings(settings)
     result = PlanResult()
     with factory() as session:
         catalog = load_catalog(session, edition.cutoff)
@@ -199,6 +202,20 @@ def plan_edition(
                     session.execute(insert(Delivery), rows)
                     result.queued += len(rows)
     return result
+
+
+def dry_plan(
+    factory: sessionmaker[Session], settings: Settings, edition: Edition, *, now: dt.datetime
+) -> tuple[PlanResult, Counter[VariantKey]]:
+    """What sending ``edition`` now would do, writing nothing: the plan, and recipients per
+    variant counting rows already queued but not yet sent."""
+    plan = plan_edition(factory, settings, edition, now=now, dry_run=True)
+    counts: Counter[VariantKey] = Counter(plan.per_variant)
+    if edition.id is not None:
+        with factory() as session:
+            for variant, waiting in pending_by_variant(session, edition.id):
+                counts[variant.key] += waiting
+    return plan, counts
 
 
 def ordered_categories(session: Session) -> list[Category]:
