@@ -60,6 +60,9 @@ class EditionStatus(enum.StrEnum):
     OPEN = "open"  # created; deliveries may still be pending
     COMPLETE = "complete"  # every delivery ended (sent, failed or skipped)
     CANCELLED = "cancelled"
+    #: Stopped by bounce processing after a sender-side policy bounce (blocklist, failed
+    #: authentication); ``digest bounces resume KEY`` reopens it.
+    PAUSED = "paused"
 
 
 class Edition(Base):
@@ -137,6 +140,35 @@ class Delivery(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+
+
+class BounceEvent(Base):
+    """One processed bounce or complaint about one delivery (see :mod:`digest.bounces`)."""
+
+    __tablename__ = "bounce_events"
+    __table_args__ = (Index("ix_bounce_events_subscriber_kind", "subscriber_id", "kind"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    #: ``hard``, ``soft``, ``policy`` or ``complaint``.
+    kind: Mapped[str] = mapped_column(String(20))
+    #: Enhanced status code (``5.1.1``), or the feedback type of a complaint (``abuse``).
+    status: Mapped[str | None] = mapped_column(String(40))
+    delivery_id: Mapped[int | None] = mapped_column(
+        ForeignKey("deliveries.id", ondelete="SET NULL"), index=True
+    )
+    subscriber_id: Mapped[int | None] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="SET NULL")
+    )
+    edition_id: Mapped[int | None] = mapped_column(
+        ForeignKey("editions.id", ondelete="SET NULL"), index=True
+    )
+    #: What came in: the report's Message-ID, or ``sha256:<hex>`` of its bytes.
+    reference: Mapped[str] = mapped_column(String(255))
+    #: The same report seen twice (a re-run, a re-polled mailbox) is recorded once.
+    fingerprint: Mapped[str] = mapped_column(String(64), unique=True)
+    #: The remote server's words, shortened.
+    detail: Mapped[str | None] = mapped_column(Text)
 
 
 class EditionLock(Base):

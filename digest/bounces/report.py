@@ -1,0 +1,130 @@
+"""``digest deliverability``: what happened to sent mail, against the bulk-sender limits, and
+the DNS records to publish (email-standards.md §7)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import and_, func, select
+from sqlalchemy.orm import Session
+
+from digest.bounces.classify import COMPLAINT, HARD, SOFT
+from digest.config import Settings
+from digest.dkim import dns_records as dkim_records
+from digest.errors import ConfigError, EditionError
+from digest.models import BounceEvent, Delivery, DeliveryStatus, Edition
+from subscribers.models import Status, Subscriber
+
+#: Google: keep the spam rate under 0.10 %, never reach 0.30 %; Yahoo: under 0.30 %.
+COMPLAINT_TARGET = 0.001
+COMPLAINT_LIMIT = 0.003
+#: Not a published Gmail/Yahoo limit: a common ESP guideline for bounces.
+BOUNCE_GUIDE = 0.02
+
+
+@dataclass(frozen=True)
+class Deliverability:
+    scope: str  # "edition 2026-W48" or "all editions"
+    sent: int
+    hard: int
+    soft: int
+    complained: int
+    unsubscribed: int
+
+    def rate(self, count: int) -> float:
+        return count / self.sent if self.sent else 0.0
+
+    def lines(self) -> list[str]:
+        complaint_rate = self.rate(self.complained)
+        if complaint_rate >= COMPLAINT_LIMIT:
+            verdict = "OVER the 0.30% limit (Gmail and Yahoo): stop and find the cause"
+        elif complaint_rate >= COMPLAINT_TARGET:
+            verdict = "above Gmail's 0.10% target, under the 0.30% limit"
+        else:
+            verdict = "under Gmail's 0.10% target and the 0.30% limit (Gmail, Yahoo)"
+        bounce_rate = self.rate(self.hard + self.soft)
+        bounce_note = "ok" if bounce_rate < BOUNCE_GUIDE else "high: clean the list"
+        return [
+            f"Deliverability, {self.scope}",
+            f"  sent          {self.sent}",
+            f"  bounced       {self.hard + self.soft} ({self.hard} hard, {self.soft} soft)"
+            f"  {bounce_rate:.2%}  ({bounce_note}; common guideline under {BOUNCE_GUIDE:.0%})",
+            f"  complained    {self.complained}  {complaint_rate:.3%}  {verdict}",
+            f"  unsubscribed  {self.unsubscribed}  {self.rate(self.unsubscribed):.2%}",
+        ]
+
+
+def deliverability(session: Session, key: str | None = None) -> Deliverability:
+    """Counts for one edition, or for every edition."""
+    edition_id: int | None = None
+    if key is not None:
+        edition_id = session.scalar(select(Edition.id).where(Edition.key == key))
+        if edition_id is None:
+            raise EditionError(f"no edition {key}")
+    in_scope = [] if edition_id is None else [Delivery.edition_id == edition_id]
+    sent = session.scalar(
+        select(func.count())
+        .select_from(Delivery)
+        .where(Delivery.status == DeliveryStatus.SENT.value, *in_scope)
+    )
+
+    def events(kind: str) -> int:
+        query = select(func.count(func.distinct(BounceEvent.delivery_id))).where(
+            BounceEvent.kind == kind, BounceEvent.delivery_id.is_not(None)
+        )
+        if edition_id is not None:
+            query = query.where(BounceEvent.edition_id == edition_id)
+        return int(session.scalar(query) or 0)
+
+    unsubscribed = session.scalar(
+        select(func.count(func.distinct(Subscriber.id)))
+        .select_from(Delivery)
+        .join(
+            Subscriber,
+            and_(
+                Subscriber.id == Delivery.subscriber_id,
+                Subscriber.status == Status.UNSUBSCRIBED.value,
+                Subscriber.unsubscribed_at >= Delivery.sent_at,
+            ),
+        )
+        .where(Delivery.status == DeliveryStatus.SENT.value, *in_scope)
+    )
+    return Deliverability(
+        scope=f"edition {key}" if key else "all editions",
+        sent=int(sent or 0),
+        hard=events(HARD),
+        soft=events(SOFT),
+        complained=events(COMPLAINT),
+        unsubscribed=int(unsubscribed or 0),
+    )
+
+
+def dns_lines(settings: Settings) -> list[str]:
+    """SPF, DKIM and DMARC records for the configured domains, as zone-file lines."""
+    domain = settings.sender_domain
+    envelope_domain = (settings.bounce_address or settings.sender_address).rpartition("@")[2]
+    relay = settings.smtp.host if settings.smtp is not None else None
+    mechanism = (
+        f"a:{relay}"
+        if relay and relay not in ("localhost", "127.0.0.1", "::1")
+        else ("include:<your mail provider's SPF domain>")
+    )
+    lines = [
+        "DNS records to publish",
+        f'  SPF   {envelope_domain}. IN TXT "v=spf1 {mechanism} ~all"',
+        "        (for the envelope sender's domain; use your relay's or provider's mechanism)",
+    ]
+    try:
+        dkim = dkim_records(settings)
+    except ConfigError as exc:
+        dkim = []
+        lines.append(f"  DKIM  cannot read the key: {exc}")
+    if dkim:
+        lines.extend(f"  DKIM  {record}" for record in dkim)
+    elif settings.dkim_selector is None:
+        lines.append("  DKIM  not configured: set dkim_selector and dkim_key_file")
+    lines.append(
+        f'  DMARC _dmarc.{domain}. IN TXT "v=DMARC1; p=none; rua=mailto:dmarc-reports@{domain}"'
+    )
+    lines.append("        (start with p=none and read the reports; then quarantine or reject)")
+    return lines
