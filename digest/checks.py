@@ -11,7 +11,7 @@ import datetime as dt
 import hashlib
 import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -132,17 +132,21 @@ def _render_each(
     settings: Settings,
     variants: Sequence[tuple[int, VariantKey]],
     date: dt.datetime,
+    web_ids: Mapping[VariantKey, str] | None = None,
 ) -> tuple[Built, dict[VariantKey, str]]:
     """Render all at once; if one fails, render each alone to find every failure."""
+    keys = [k for _, k in variants]
     try:
-        return render_variants(session, renderer, settings, [k for _, k in variants], date=date), {}
+        return render_variants(session, renderer, settings, keys, date=date, web_ids=web_ids), {}
     except DigestError:
         pass
     built: Built = {}
     failures: dict[VariantKey, str] = {}
     for _, key in variants:
         try:
-            built.update(render_variants(session, renderer, settings, [key], date=date))
+            built.update(
+                render_variants(session, renderer, settings, [key], date=date, web_ids=web_ids)
+            )
         except DigestError as exc:
             failures[key] = str(exc)
     return built, failures
@@ -155,10 +159,11 @@ def check_variants(
     *,
     date: dt.datetime,
     validate: bool = True,
+    web_ids: Mapping[VariantKey, str] | None = None,
 ) -> Checked:
     """Render and check each numbered variant; nothing is raised for what is found."""
     renderer = Renderer(settings)
-    built, failures = _render_each(session, renderer, settings, variants, date)
+    built, failures = _render_each(session, renderer, settings, variants, date, web_ids)
     contents = contents_of(session, settings, [k for _, k in variants])
     ordered = ordered_categories(session)
     checked = Checked(built=built, variants=[], contents=contents)
@@ -169,7 +174,7 @@ def check_variants(
             checked.variants.append(VariantCheck(number, key, categories, "", (failures[key],)))
             continue
         rendered, template = built[key]
-        links = personal_links(settings, template.placeholder)
+        links = personal_links(settings, template.placeholder, (web_ids or {}).get(key))
         problems = variant_problems(rendered, contents[key], links, settings.postal_address)
         checked.variants.append(
             VariantCheck(number, key, categories, rendered.subject, tuple(problems))
@@ -200,12 +205,13 @@ def render_checked(
     variants: Sequence[tuple[int, VariantKey]],
     *,
     date: dt.datetime,
+    web_ids: Mapping[VariantKey, str] | None = None,
 ) -> Built:
     """What a send does before its first message: render and build every variant, run every
     preflight check, and raise :class:`PreflightError` listing every problem found."""
     if not variants:
         return {}
-    checked = check_variants(session, settings, variants, date=date)
+    checked = check_variants(session, settings, variants, date=date, web_ids=web_ids)
     if checked.problems:
         raise PreflightError(checked.problems)
     for warning in checked.warnings:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,10 +22,12 @@ from digest.db import Category, make_engine, session_factory, transaction, utcno
 from digest.delivery import EditionReport, not_due_reason, open_database, run_edition
 from digest.errors import DigestError
 from digest.models import summary_categories
+from digest.schedule import Schedule, current_key
 from digest.transports import make_transport
 from subscribers.service import category_subscriber_counts
 
-out = Console(highlight=False, soft_wrap=True)
+# Wide enough for tables when the output goes to a file or a pipe (cron, logs, tests).
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, highlight=False)
 
 
@@ -138,7 +141,33 @@ def demo() -> None:
     metavar="KEY",
     help="Edition key such as 2026-W48 (default: the current week).",
 )
-def send(transport: str | None, dry_run: bool, due: bool, key: str | None) -> None:
+@click.option(
+    "--retry-failed",
+    is_flag=True,
+    help="Queue again the messages that failed after temporary failures (never 5xx ones).",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Sending processes (PostgreSQL); they claim disjoint batches.",
+)
+@click.option(
+    "--worker",
+    "extra_worker",
+    is_flag=True,
+    help="Join an edition another process is sending (e.g. from another machine).",
+)
+def send(
+    transport: str | None,
+    dry_run: bool,
+    due: bool,
+    key: str | None,
+    retry_failed: bool,
+    workers: int,
+    extra_worker: bool,
+) -> None:
     """Send this week's edition; a second run resumes it and never sends twice.
 
     \b
@@ -152,7 +181,25 @@ def send(transport: str | None, dry_run: bool, due: bool, key: str | None) -> No
         if reason:
             out.print(f"Nothing to do: {reason}.")
             return
-    report = _run(settings, transport or settings.transport, dry_run=dry_run, key=key)
+    if extra_worker:
+        from digest.delivery import work_on_edition
+
+        done = work_on_edition(
+            settings, key or current_key(utcnow(), Schedule.from_settings(settings))
+        )
+        out.print(
+            f"Worker on edition {done.key}: sent {done.sent}, failed {done.failed} "
+            f"in {done.seconds:.1f} s."
+        )
+        return
+    report = _run(
+        settings,
+        transport or settings.transport,
+        dry_run=dry_run,
+        key=key,
+        workers=workers,
+        retry_failed=retry_failed,
+    )
     if report.failed and not report.sent:
         sys.exit(2)
 
@@ -182,6 +229,8 @@ def _run(
     key: str | None = None,
     engine: Any = None,
     now: dt.datetime | None = None,
+    workers: int = 1,
+    retry_failed: bool = False,
 ) -> EditionReport:
     transport = make_transport(settings, transport_name)
     try:
@@ -194,6 +243,8 @@ def _run(
                 engine=engine,
                 now=now,
                 progress=progress,
+                workers=workers,
+                retry_failed=retry_failed,
             )
     finally:
         transport.close()
@@ -202,24 +253,46 @@ def _run(
 
 
 @contextmanager
-def _progress() -> Iterator[Callable[[int, int], None] | None]:
-    if not err.is_terminal:
-        yield None
+def _progress() -> Iterator[Callable[[int, int, int], None]]:
+    """A progress bar (rate, ETA, sent, failed) on a terminal; a log line every 10 s or
+    10 % otherwise (cron, systemd)."""
+    started = time.monotonic()
+
+    def figures(done: int, total: int, failed: int) -> str:
+        elapsed = max(time.monotonic() - started, 1e-6)
+        rate = done / elapsed
+        left = f", about {(total - done) / rate:.0f} s left" if rate and done < total else ""
+        return f"{done}/{total} handled, {failed} failed, {rate:.0f} msg/s{left}"
+
+    if err.is_terminal:
+        with Progress(
+            TextColumn("sending"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[figures]}"),
+            TimeRemainingColumn(),
+            console=err,
+            transient=True,
+        ) as bar:
+            task = bar.add_task("send", total=None, figures="")
+
+            def draw(done: int, total: int, failed: int) -> None:
+                rate = done / max(time.monotonic() - started, 1e-6)
+                bar.update(
+                    task, completed=done, total=total, figures=f"{failed} failed {rate:.0f}/s"
+                )
+
+            yield draw
         return
-    with Progress(
-        TextColumn("sending"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=err,
-        transient=True,
-    ) as bar:
-        task = bar.add_task("send", total=None)
+    last = [started, 0]
 
-        def update(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
+    def log(done: int, total: int, failed: int) -> None:
+        now = time.monotonic()
+        if done == total or now - last[0] >= 10 or (done - last[1]) * 10 >= total:
+            last[0], last[1] = now, done
+            err.print(f"sending: {figures(done, total, failed)}")
 
-        yield update
+    yield log
 
 
 def _shown(path: Path) -> str:
@@ -259,8 +332,15 @@ def _print_report(report: EditionReport, transport: str, settings: Settings) -> 
     quiet = f"; {report.nothing_new} readers had nothing new" if report.nothing_new else ""
     out.print(
         f"Edition {report.key}: sent {report.sent} via {transport}{where} "
-        f"in {report.seconds:.1f} s{quiet}."
+        f"in {report.seconds:.1f} s ({report.rate:.0f}/s){quiet}."
     )
+    if report.worker_errors:
+        out.print(
+            f"{report.worker_errors} worker processes failed; run `digest send` again to "
+            "finish what they held."
+        )
+    if report.requeued:
+        out.print(f"Queued again {report.requeued} messages that had failed temporarily.")
     if report.resent_after_crash:
         out.print(
             f"{report.resent_after_crash} messages were in flight during an earlier "
@@ -275,56 +355,6 @@ def _print_report(report: EditionReport, transport: str, settings: Settings) -> 
     if report.failed:
         reasons = ", ".join(f"{n} x {why}" for why, n in report.failures.most_common(3))
         out.print(f"{report.failed} failed permanently: {reasons}")
-
-
-@cli.command()
-@click.option(
-    "--categories", required=True, metavar="A,B", help="Comma-separated category slugs or names."
-)
-@click.option(
-    "--since",
-    type=click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M"]),
-    help="Start of the window (default: the previous edition's cutoff).",
-)
-@click.option(
-    "--out",
-    "out_dir",
-    type=click.Path(file_okay=False),
-    default="preview",
-    show_default=True,
-    help="Folder for the .html, .txt and .eml files.",
-)
-def preview(categories: str, since: dt.datetime | None, out_dir: str) -> None:
-    """Write what a reader of these categories gets this week (no ledger row is touched).
-
-    \b
-    Example:
-      digest preview --categories pharmacology,neurology --out preview
-    """
-    from digest.preview import preview_categories
-
-    settings = _settings(click.get_current_context())
-    labels = [label for label in categories.split(",") if label.strip()]
-    since_utc = since.replace(tzinfo=settings.zone).astimezone(dt.UTC) if since else None
-    result = preview_categories(settings, labels, now=utcnow(), since=since_utc)
-    if not result.summaries:
-        out.print(
-            f"Nothing new in {', '.join(result.categories)} between "
-            f"{result.since:%Y-%m-%d %H:%M} and {result.cutoff:%Y-%m-%d %H:%M} UTC: "
-            "such a reader gets no email this week."
-        )
-        return
-    folder = Path(out_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    stem = "-".join(sorted(label.strip().lower().replace(" ", "-") for label in labels))
-    (folder / f"{stem}.html").write_text(result.html, encoding="utf-8")
-    (folder / f"{stem}.txt").write_text(result.text, encoding="utf-8")
-    (folder / f"{stem}.eml").write_bytes(result.eml)
-    out.print(f"{result.subject}")
-    out.print(
-        f"Wrote {folder / stem}.html, .txt and .eml ({result.summaries} summaries since "
-        f"{result.since:%Y-%m-%d %H:%M} UTC)."
-    )
 
 
 @cli.group()
@@ -368,6 +398,30 @@ def main() -> None:
     cli(prog_name="digest")
 
 
-from digest.cli_editions import editions  # noqa: E402
+from digest.cli_editions import deliveries, editions  # noqa: E402
 
 cli.add_command(editions)
+cli.add_command(deliveries)
+
+from digest.cli_summaries import summaries  # noqa: E402
+
+cli.add_command(summaries)
+
+from digest.cli_subscribers import subscribers  # noqa: E402
+
+cli.add_command(subscribers)
+
+from digest.cli_preview import check, preview, templates  # noqa: E402
+
+cli.add_command(preview)
+cli.add_command(check)
+cli.add_command(templates)
+
+from digest.cli_bounces import bounces, deliverability  # noqa: E402
+
+cli.add_command(bounces)
+cli.add_command(deliverability)
+
+from digest.cli_web import serve  # noqa: E402
+
+cli.add_command(serve)

@@ -131,6 +131,11 @@ def run_edition(
         edition = Edition(key=key, cutoff=now, created_at=now, status=EditionStatus.OPEN.value)
     if edition.status == EditionStatus.CANCELLED:
         raise EditionError(f"edition {key} was cancelled")
+    if edition.status == EditionStatus.PAUSED:
+        raise EditionError(
+            f"edition {key} is paused after a policy bounce; fix the cause, then "
+            f"`digest bounces resume {key}`"
+        )
     report = EditionReport(key=key, cutoff=edition.cutoff, created=created, dry_run=dry_run)
     if dry_run:
         _dry_run(factory, settings, edition, now, report)
@@ -175,6 +180,8 @@ def not_due_reason(
         return f"edition {key} is complete"
     if status == EditionStatus.CANCELLED:
         return f"edition {key} was cancelled"
+    if status == EditionStatus.PAUSED:
+        return f"edition {key} is paused (digest bounces resume {key})"
     return None
 
 
@@ -211,7 +218,11 @@ def _outbound(
     with factory() as session:
         pending = ledger.pending_by_variant(session, edition_id)
         built = render_checked(  # preflight: PreflightError before any message goes out
-            session, settings, [(v.number, v.key) for v, _ in pending], date=utcnow()
+            session,
+            settings,
+            [(v.number, v.key) for v, _ in pending],
+            date=utcnow(),
+            web_ids={v.key: v.web_id for v, _ in pending},
         )
         if report is not None:
             report.previously_sent = ledger.count(session, edition_id, (DeliveryStatus.SENT.value,))
@@ -282,7 +293,8 @@ def send_passes(
 
     def stop_now() -> bool:
         return options.should_stop() or (
-            ledger.edition_status(factory, edition_id) == EditionStatus.CANCELLED
+            ledger.edition_status(factory, edition_id)
+            in (EditionStatus.CANCELLED, EditionStatus.PAUSED)
         )
 
     done = 0

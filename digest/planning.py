@@ -8,7 +8,6 @@ same summaries share a :class:`~digest.models.Variant`.
 from __future__ import annotations
 
 import datetime as dt
-import secrets
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from digest.selection import (
     variant_key,
     wants_edition,
 )
+from digest.webid import web_id_for, web_salt
 from subscribers.models import Status, Subscriber, Subscription, Suppression
 
 READER_BATCH = 1000
@@ -152,6 +152,7 @@ def plan_edition(
             for v in session.scalars(select(Variant).where(Variant.edition_id == edition.id))
         }
         numbers = len(variants)
+        salt = web_salt(session)
         session.commit()  # end the read transaction; each batch below is its own
         readers = iter_readers(session, edition)
         while True:
@@ -181,7 +182,7 @@ def plan_edition(
                             number=numbers,
                             category_ids=list(key[0]),
                             summary_ids=list(key[1]),
-                            web_id=secrets.token_urlsafe(24),
+                            web_id=web_id_for(salt, edition.key, key),
                         )
                         session.add(variant)
                         session.flush()

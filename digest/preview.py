@@ -30,6 +30,7 @@ from digest.schedule import Schedule, current_key
 from digest.selection import VariantKey
 from digest.transports.base import Envelope, Transport
 from digest.variants import personal_links, render_variants
+from digest.webid import web_id_for, web_salt
 from subscribers import service
 
 TEST_PREFIX = "[TEST] "
@@ -164,7 +165,9 @@ def preview_key(
 ) -> Preview:
     """Render and build one variant as a send does, and personalise it for ``recipient``
     (default: a sample reader) with a token that is not valid."""
-    built = render_variants(session, Renderer(settings), settings, [key], date=now)
+    edition = current_key(now, Schedule.from_settings(settings))
+    web_ids = {key: web_id_for(web_salt(session), edition, key)}
+    built = render_variants(session, Renderer(settings), settings, [key], date=now, web_ids=web_ids)
     rendered, template = built[key]
     content = contents_of(session, settings, [key])[key]
     recipient = recipient or Recipient(
@@ -173,7 +176,7 @@ def preview_key(
         PREVIEW_TOKEN,
         new_message_id("preview", settings.sender_domain),
     )
-    links = personal_links(settings, template.placeholder)
+    links = personal_links(settings, template.placeholder, web_ids[key])
     return Preview(
         categories=tuple(c.name for c in content.reader_categories),
         since=since or cutoff,
@@ -188,7 +191,7 @@ def preview_key(
         warnings=tuple(summary_warnings(content)),
         rendered=rendered,
         placeholder=template.placeholder,
-        edition=current_key(now, Schedule.from_settings(settings)),
+        edition=edition,
     )
 
 

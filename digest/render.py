@@ -49,6 +49,8 @@ class Links:
     unsubscribe: str
     preferences: str
     more: str
+    #: The web version of this digest (``BASE/v/<web_id>``), when the variant has one.
+    web_version: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from sqlalchemy.orm import Session
 
@@ -17,12 +17,18 @@ from digest.selection import VariantKey
 Built = dict[VariantKey, tuple[Rendered, MessageTemplate]]
 
 
-def personal_links(settings: Settings, token: str) -> Links:
+def personal_links(settings: Settings, token: str, web_id: str | None = None) -> Links:
     return Links(
         unsubscribe=f"{settings.base_url}/u/{token}",
         preferences=f"{settings.base_url}/p/{token}",
         more=settings.site_url,
+        web_version=web_url(settings, web_id) if web_id else None,
     )
+
+
+def web_url(settings: Settings, web_id: str) -> str:
+    """The web version of a sent variant (no personal data in it)."""
+    return f"{settings.base_url}/v/{web_id}"
 
 
 def render_variants(
@@ -32,9 +38,11 @@ def render_variants(
     keys: Iterable[VariantKey],
     *,
     date: dt.datetime,
+    web_ids: Mapping[VariantKey, str] | None = None,
 ) -> Built:
     """Render and build each distinct digest once. Any template or standards problem
-    raises here, before a single message is sent."""
+    raises here, before a single message is sent. ``web_ids`` (of variants stored in an
+    edition) add the "view in your browser" link."""
     keys = list(keys)
     categories = [CategoryRef(c.id, c.slug, c.name) for c in ordered_categories(session)]
     cards = load_cards(session, {i for _, items in keys for i in items})
@@ -42,7 +50,8 @@ def render_variants(
     for category_ids, item_ids in keys:
         content = build_content(item_ids, category_ids, cards, categories, settings.card_cap)
         placeholder = new_placeholder()
-        rendered = renderer.render_digest(content, personal_links(settings, placeholder))
+        web_id = (web_ids or {}).get((category_ids, item_ids))
+        rendered = renderer.render_digest(content, personal_links(settings, placeholder, web_id))
         template = build_template(settings, rendered, placeholder=placeholder, date=date)
         built[(category_ids, item_ids)] = (rendered, template)
     return built

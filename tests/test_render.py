@@ -27,6 +27,7 @@ LINKS = Links(
     unsubscribe=f"https://example.org/digest/u/{TOKEN}",
     preferences=f"https://example.org/digest/p/{TOKEN}",
     more="https://example.org",
+    web_version="https://example.org/digest/v/golden-web-id",
 )
 CATEGORIES = [
     CategoryRef(1, "neurology", "Neurology"),

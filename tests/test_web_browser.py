@@ -1,0 +1,222 @@
+"""The subscriber pages in a real headless Chromium (Debian's /usr/bin/chromium driven by
+Playwright): unsubscribe, preferences and sign-up clicked through with keyboard and mouse,
+no horizontal scrolling at 320 px, text contrast, and the digest email itself at 375 px.
+Screenshots at 375 and 1280 px go to test-artifacts/."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+
+from digest import schema
+from digest.db import make_engine
+from subscribers.models import Status
+from tests.conftest import NOW, RecordingHandler, SmtpServer, free_port
+from tests.web_support import Site, html_of, link_after, make_site, path_of, text_of
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
+
+#: Contrast of a text colour on its background (WCAG 2), computed in the page.
+CONTRAST_JS = """(el) => {
+  const rgb = (c) => c.match(/[\\d.]+/g).slice(0, 3).map(Number);
+  const lum = (c) => { const [r, g, b] = rgb(c).map(v => { v /= 255;
+    return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); });
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b; };
+  let bg = null, node = el;
+  while (node && node.nodeType === 1) { const c = getComputedStyle(node).backgroundColor;
+    if (!c.startsWith('rgba(0, 0, 0, 0)') && c !== 'transparent') { bg = c; break; }
+    node = node.parentElement; }
+  const a = lum(getComputedStyle(el).color), b = lum(bg || 'rgb(255,255,255)');
+  return (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+}"""
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    if not CHROMIUM.exists():
+        pytest.skip(
+            "headless Chromium is not installed at /usr/bin/chromium (apt install chromium)"
+        )
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Site, str]]:
+    """One site for the module (the tests touch different readers): a SQLite database with
+    this week's digest sent to a real SMTP server, and the app on 127.0.0.1 in a thread."""
+    from aiosmtpd.controller import Controller
+    from werkzeug.serving import make_server
+
+    tmp_path = tmp_path_factory.mktemp("web")
+    handler = RecordingHandler()
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port, decode_data=False)
+    controller.start()
+    engine: Engine = make_engine(f"sqlite:///{tmp_path / 'web.sqlite3'}")
+    schema.upgrade(engine)
+    site = make_site(tmp_path, engine, SmtpServer("127.0.0.1", port, handler))
+    site.send_edition(NOW)
+    server = make_server("127.0.0.1", 0, site.app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield site, f"http://127.0.0.1:{server.port}"
+    server.shutdown()
+    server.server_close()
+    engine.dispose()
+    controller.stop()
+
+
+def open_page(browser, width: int):  # type: ignore[no-untyped-def]
+    return browser.new_context(viewport={"width": width, "height": 800}).new_page()
+
+
+def shot(page, name: str) -> None:  # type: ignore[no-untyped-def]
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / name), full_page=True)
+
+
+def check_page(page) -> None:  # type: ignore[no-untyped-def]
+    """Landmarks, one h1, and 4.5:1 contrast for body text, notes, links and buttons."""
+    assert page.get_by_role("banner").count() == 1
+    assert page.get_by_role("main").count() == 1
+    assert page.get_by_role("contentinfo").count() == 1
+    assert page.locator("h1").count() == 1
+    selectors = "main p, main li, main label, main legend, main a, main button, footer p, footer a"
+    ratios = page.evaluate(
+        f"""() => [...document.querySelectorAll({selectors!r})]
+            .filter(e => e.offsetParent !== null && e.getBoundingClientRect().left >= 0)
+            .map(e => [e.outerHTML.slice(0, 60), ({CONTRAST_JS})(e)])"""
+    )
+    assert ratios
+    low = [(html, ratio) for html, ratio in ratios if ratio < 4.5]
+    assert not low, low
+
+
+def no_overflow(page, width: int) -> None:  # type: ignore[no-untyped-def]
+    scroll = page.evaluate("document.documentElement.scrollWidth")
+    assert scroll <= width, (page.url, scroll)
+
+
+def tab_to(page, name: str, most: int = 30) -> None:  # type: ignore[no-untyped-def]
+    """Move the focus with Tab only until the control called ``name`` has it."""
+    for _ in range(most):
+        page.keyboard.press("Tab")
+        label = page.evaluate(
+            "document.activeElement.innerText || document.activeElement.value || ''"
+        )
+        if label.strip() == name:
+            return
+    raise AssertionError(f"{name!r} cannot be reached with the keyboard")
+
+
+def test_unsubscribe_with_the_keyboard(browser, served) -> None:  # type: ignore[no-untyped-def]
+    site, base = served
+    token = site.subscriber("zoe@example.org").token
+    for width in (375, 1280):
+        page = open_page(browser, width)
+        page.goto(f"{base}/u/{token}")
+        check_page(page)
+        shot(page, f"web-unsubscribe-{width}.png")
+    tab_to(page, "Unsubscribe from all emails")
+    page.keyboard.press("Enter")
+    page.wait_for_load_state()
+    assert page.locator("h1").inner_text() == "You are unsubscribed"
+    assert page.get_by_role("status").is_visible()
+    shot(page, "web-unsubscribed-1280.png")
+    assert site.subscriber("zoe@example.org").status == Status.UNSUBSCRIBED
+
+
+def test_preferences_in_the_browser(browser, served) -> None:  # type: ignore[no-untyped-def]
+    site, base = served
+    token = site.subscriber("sam@example.org").token
+    for width in (375, 1280):
+        page = open_page(browser, width)
+        page.goto(f"{base}/p/{token}")
+        check_page(page)
+        shot(page, f"web-preferences-{width}.png")
+    page.get_by_label("Neurology").check()
+    page.get_by_label("Once a month", exact=False).check()
+    page.get_by_label("Pause for 4 weeks").check()
+    page.get_by_role("button", name="Save my choices").click()
+    page.wait_for_load_state()
+    assert "Your choices are saved" in page.get_by_role("status").inner_text()
+    assert page.get_by_label("Neurology").is_checked()
+    sam = site.subscriber("sam@example.org")
+    assert sam.frequency == "monthly" and sam.paused_until is not None
+    assert {c.slug for c in sam.categories} == {"neurology", "rehabilitation"}
+
+
+def test_sign_up_and_confirm_in_the_browser(browser, served) -> None:  # type: ignore[no-untyped-def]
+    site, base = served
+    for width in (375, 1280):
+        page = open_page(browser, width)
+        page.goto(f"{base}/subscribe")
+        check_page(page)
+        shot(page, f"web-subscribe-{width}.png")
+    for box in page.get_by_role("checkbox").all():
+        assert not box.is_checked()
+    page.get_by_label("Email address").fill("ada@example.org")
+    page.get_by_label("Your name (optional)").fill("Ada")
+    page.get_by_label("Rehabilitation").check()
+    page.get_by_role("button", name="Subscribe").click()
+    page.wait_for_load_state()
+    assert page.locator("h1").inner_text() == "Check your inbox"
+    (message,) = site.received("ada@example.org")
+    link = link_after(text_of(message), "To confirm, open this link")
+    page.goto(base + path_of(link))
+    shot(page, "web-confirm-1280.png")
+    page.get_by_role("button", name="Yes, send me the digest").click()
+    page.wait_for_load_state()
+    assert page.locator("h1").inner_text() == "You are subscribed"
+    assert site.subscriber("ada@example.org").status == Status.ACTIVE
+
+
+def test_no_page_scrolls_sideways_at_320px(browser, served) -> None:  # type: ignore[no-untyped-def]
+    site, base = served
+    token = site.subscriber("zoe@example.org").token
+    (digest,) = site.received("zoe@example.org")
+    web = path_of(link_after(text_of(digest), "View this email in your browser"))
+    page = open_page(browser, 320)
+    paths = [
+        f"/u/{token}",
+        f"/p/{token}",
+        "/subscribe",
+        "/unsubscribe",
+        "/archive",
+        "/archive/neurology",
+        "/u/" + "n" * 43,
+        web,
+    ]
+    for path in paths:
+        page.goto(base + path)
+        no_overflow(page, 320)
+    page.goto(f"{base}/subscribe")
+    page.get_by_role("button", name="Subscribe").click()  # the browser's own validation
+    no_overflow(page, 320)
+
+
+def test_the_digest_email_at_375px(browser, served) -> None:  # type: ignore[no-untyped-def]
+    site, _ = served
+    (digest,) = site.received("zoe@example.org")
+    page = open_page(browser, 375)
+    page.set_content(html_of(digest))
+    no_overflow(page, 375)
+    shot(page, "web-email-375.png")
+    for title in ("Riluzole after acute injury", "Nerve transfers for hand function"):
+        assert title in text_of(digest)
+        link = page.get_by_role("link", name=title)
+        assert link.is_visible()
+        box = link.bounding_box()
+        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 375
+        size = link.evaluate("e => parseFloat(getComputedStyle(e).fontSize)")
+        assert size >= 16
