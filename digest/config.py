@@ -86,6 +86,8 @@ class Settings:
     dkim_algorithm: str = "rsa-sha256"
     bounce_address: str | None = None
     verp_secret: str | None = field(default=None, repr=False)
+    #: Enables POST /bounces/json and /bounces/ses on `digest serve` (bounce webhooks).
+    bounce_webhook_secret: str | None = field(default=None, repr=False)
 
     @property
     def zone(self) -> ZoneInfo:
@@ -350,6 +352,7 @@ _FIELDS: dict[str, tuple[_Parser, Any]] = {
     "dkim_algorithm": (_choice(*DKIM_ALGORITHMS), "rsa-sha256"),
     "bounce_address": (_email, None),
     "verp_secret": (_secret, None),
+    "bounce_webhook_secret": (_secret, None),
 }
 SETTING_KEYS = tuple(_FIELDS)
 
@@ -447,6 +450,7 @@ def load_settings(
         dkim_algorithm=values["dkim_algorithm"],
         bounce_address=values["bounce_address"],
         verp_secret=values["verp_secret"],
+        bounce_webhook_secret=values["bounce_webhook_secret"],
     )
 
 
@@ -592,4 +596,7 @@ database_url = "sqlite:///digest.sqlite3"
 # verp_secret signs the <check>; keep it secret and stable (changing it orphans old bounces).
 # bounce_address = "bounces@example.org"
 # verp_secret = "change me: python -c 'import secrets; print(secrets.token_hex(32))'"
+# With a secret, `digest serve` also takes bounce webhooks: POST /bounces/json (header
+# X-Digest-Secret) and /bounces/ses (Amazon SNS, signature verified).
+# bounce_webhook_secret = "change me: at least 16 random characters"
 """

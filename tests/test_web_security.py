@@ -215,3 +215,33 @@ def test_only_public_routes_exist(site: Site) -> None:
     """No admin route: the admin preview server is a separate app on 127.0.0.1."""
     endpoints = {rule.endpoint for rule in site.app.url_map.iter_rules()}
     assert not any("admin" in e or "preview" in e or e == "static" for e in endpoints)
+
+
+def test_bounce_webhook_is_served_only_with_a_secret_and_suppresses_a_hard_bounce(
+    tmp_path: Path, engine: Engine, smtp_server: SmtpServer
+) -> None:
+    from dataclasses import replace
+
+    from digest.web import create_app
+    from tests.web_support import make_site, message_of
+
+    site = make_site(tmp_path, engine, smtp_server)
+    assert site.app.test_client().post("/bounces/json", json={}).status_code == 404
+    site.send_edition(NOW)
+    sent = message_of(smtp_server.handler.messages[0].data)
+    recipient = smtp_server.handler.messages[0].recipients[0]
+    settings = replace(site.settings, bounce_webhook_secret="s" * 24)
+    client = create_app(settings, engine).test_client()
+    payload = {
+        "type": "bounce",
+        "recipient": recipient,
+        "status": "5.1.1",
+        "message_id": str(sent["Message-ID"]),
+        "diagnostic": "550 5.1.1 no such user",
+    }
+    refused = client.post("/bounces/json", json=payload, headers={"X-Digest-Secret": "wrong"})
+    assert refused.status_code == 403
+    assert site.subscriber(recipient).status == "active"
+    accepted = client.post("/bounces/json", json=payload, headers={"X-Digest-Secret": "s" * 24})
+    assert accepted.status_code == 200
+    assert site.subscriber(recipient).status == "bounced"

@@ -79,4 +79,11 @@ def create_app(
 
     pages.register(app, web)
     public.register(app, web)
+    if settings.bounce_webhook_secret:
+        from digest.bounces.webhook import make_blueprint
+
+        verp = settings.verp_secret.encode() if settings.verp_secret else None
+        app.register_blueprint(
+            make_blueprint(web.factory, secret=settings.bounce_webhook_secret, verp_secret=verp)
+        )
     return app
