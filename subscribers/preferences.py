@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-import secrets
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from digest.errors import SubscriberError
-from subscribers.models import Confirmation, InstanceSecret, Subscriber
+from subscribers.instance import instance_secret
+from subscribers.models import Confirmation, Subscriber
 from subscribers.tokens import looks_like_token, token_hash, tokens_equal
 
 #: Pauses a reader may choose, in weeks.
@@ -57,20 +56,4 @@ def confirmation_state(session: Session, token: str, *, now: dt.datetime) -> Lin
 def form_key(session: Session) -> bytes:
     """This database's random key for signing form values (created on first use, so every
     process serving the pages agrees on it). Deleting the row rotates it."""
-    value = session.scalar(select(InstanceSecret.value).where(InstanceSecret.name == FORM_KEY_NAME))
-    if value is None:
-        candidate = secrets.token_hex(32)
-        try:
-            with session.begin_nested():
-                session.add(
-                    InstanceSecret(
-                        name=FORM_KEY_NAME, value=candidate, created_at=dt.datetime.now(dt.UTC)
-                    )
-                )
-            value = candidate
-        except IntegrityError:  # another process made it a moment ago
-            value = session.scalar(
-                select(InstanceSecret.value).where(InstanceSecret.name == FORM_KEY_NAME)
-            )
-    assert value is not None
-    return bytes.fromhex(value)
+    return instance_secret(session, FORM_KEY_NAME)

@@ -12,13 +12,12 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
-import secrets
 
 from sqlalchemy import delete, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from subscribers.models import InstanceSecret, Suppression
+from subscribers.instance import instance_secret
+from subscribers.models import Suppression
 
 SALT_NAME = "email_hash_salt"
 
@@ -31,23 +30,7 @@ class Reason:
 
 def email_salt(session: Session) -> bytes:
     """This database's salt for address hashes (created the first time it is needed)."""
-    value = session.scalar(select(InstanceSecret.value).where(InstanceSecret.name == SALT_NAME))
-    if value is None:
-        candidate = secrets.token_hex(32)
-        try:
-            with session.begin_nested():
-                session.add(
-                    InstanceSecret(
-                        name=SALT_NAME, value=candidate, created_at=dt.datetime.now(dt.UTC)
-                    )
-                )
-            value = candidate
-        except IntegrityError:  # another process made it a moment ago
-            value = session.scalar(
-                select(InstanceSecret.value).where(InstanceSecret.name == SALT_NAME)
-            )
-    assert value is not None
-    return bytes.fromhex(value)
+    return instance_secret(session, SALT_NAME)
 
 
 def email_hash(salt: bytes, address: str) -> str:
