@@ -1,0 +1,1 @@
+"""Reproducible benchmarks with their targets; run them as ``python -m benchmarks.<name>``."""

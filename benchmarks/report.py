@@ -1,0 +1,261 @@
+"""Figures of the send benchmark (benchmarks/send_edition.py), with targets and verdicts."""
+
+from __future__ import annotations
+
+import pstats
+from dataclasses import dataclass
+
+from benchmarks.edition_data import Generated
+from benchmarks.fastsink import SinkReport
+from digest.delivery import EditionReport
+
+MILLION = 1_000_000
+#: Targets of issue 7.
+CPU_TARGET = 60.0  # seconds of CPU to plan, render and build 1,000,000 digests
+RATE_TARGET = 2000.0  # messages/s into the fast sink
+RSS_TARGET = 300.0  # MB at 1,000,000 subscribers
+FLAT = 0.10  # peak RSS at N may exceed the peak at N/10 by this share
+SIZE_RANGE = (40_000, 90_000)  # bytes of a message
+#: (file suffix, function) of the library's stages, for --profile.
+STAGES = (
+    ("digest/delivery.py", "run_edition", "run_edition (all)"),
+    ("digest/planning.py", "plan_edition", "1 plan: select items, queue ledger rows"),
+    ("digest/delivery.py", "_outbound", "2-4 group, render, preflight, build"),
+    ("digest/variants.py", "render_variants", "   render + build templates"),
+    ("digest/message.py", "qp_encode", "   quoted-printable encoding"),
+    ("digest/message.py", "check_template", "   check_template (parse a sample back)"),
+    ("digest/delivery.py", "send_passes", "5-8 claim, personalise, send, record"),
+    ("digest/ledger.py", "claim", "   ledger.claim"),
+    ("digest/ledger.py", "record", "   ledger.record"),
+    ("digest/ledger.py", "edition_status", "   ledger.edition_status (per batch)"),
+    ("digest/locks.py", "renew", "   SendLock.renew (per batch)"),
+    ("digest/sending.py", "_one", "   Sender._one (per message)"),
+    ("digest/message.py", "personalize", "   MessageTemplate.personalize"),
+    ("digest/message.py", "to_header", "   to_header"),
+    ("digest/message.py", "_fold", "   _fold (email.headerregistry)"),
+)
+
+
+@dataclass(frozen=True)
+class Run:
+    """One ``run_edition``: its report and what it cost."""
+
+    report: EditionReport
+    cpu: float
+    wall: float
+    cpu_to_first_batch: float
+    wall_to_first_batch: float
+    first_batch: int
+    rss_mb: float
+    sizes: tuple[int, int, int, int] = (0, 0, 0, 0)  # messages, bytes, smallest, largest
+
+    @property
+    def rate(self) -> float:
+        return self.report.sent / self.wall if self.wall else 0.0
+
+    @property
+    def send_rate(self) -> float:
+        """Messages/s once the first batch is out (planning and rendering done)."""
+        seconds = self.wall - self.wall_to_first_batch
+        return (self.report.sent - self.first_batch) / seconds if seconds > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class Filled:
+    generated: Generated
+    rss_mb: float
+
+
+@dataclass(frozen=True)
+class Naive:
+    readers: int
+    cpu: float
+
+
+@dataclass(frozen=True)
+class Raw:
+    messages: int
+    bytes: int
+    seconds: float
+
+    @property
+    def rate(self) -> float:
+        return self.messages / self.seconds if self.seconds else 0.0
+
+
+@dataclass(frozen=True)
+class Results:
+    subscribers: int
+    database: str
+    connections: int
+    filled: Filled
+    discard: Run
+    smtp: Run
+    sink: SinkReport
+    raw: Raw
+    raw_sink: SinkReport
+    small: Run  # the discarding run at small_subscribers
+    small_subscribers: int
+    naive: Naive | None
+    seconds: float
+
+
+def verdict(ok: bool) -> str:
+    return "pass" if ok else "MISS"
+
+
+def at_million(n_small: int, small: float, n: int, large: float) -> float:
+    """A figure at 1,000,000 from two measured points (a straight line through them)."""
+    if n >= MILLION or n == n_small:
+        return large * (MILLION / n if n < MILLION else 1.0)
+    slope = (large - small) / (n - n_small)
+    return large + slope * (MILLION - n)
+
+
+def _kb(size: float) -> str:
+    return f"{size / 1000:.1f} KB"
+
+
+def print_results(r: Results) -> bool:
+    """Print every figure with its target; returns whether all targets and checks pass."""
+    n, g = r.subscribers, r.filled.generated
+    print(f"\n== send_edition: {n:,} subscribers, {r.database}, {r.seconds:.0f} s in all ==")
+    print(
+        f"data: {g.subscribers:,} subscribers, {g.subscriptions:,} subscriptions, "
+        f"{g.category_sets} distinct category sets, {g.returning:,} sent last week; "
+        f"filled in {g.seconds:.1f} s (peak RSS {r.filled.rss_mb:.0f} MB)"
+    )
+    checks = [
+        _print_messages(r.discard),
+        _print_cpu(r),
+        _print_smtp(r),
+        _print_rss(r),
+    ]
+    _print_baselines(r)
+    return all(checks)
+
+
+def _print_messages(run: Run) -> bool:
+    count, total, smallest, largest = run.sizes
+    low, high = SIZE_RANGE
+    ok = count > 0 and low <= smallest and largest <= high
+    print(
+        f"messages: {run.report.queued:,} queued, {len(run.report.variants)} variants; "
+        f"size {_kb(total / max(count, 1))} on average, {_kb(smallest)}-{_kb(largest)} "
+        f"[all within {_kb(low)}-{_kb(high)}: {verdict(ok)}]"
+    )
+    return ok
+
+
+def _print_cpu(r: Results) -> bool:
+    run, n = r.discard, r.subscribers
+    projected = at_million(r.small_subscribers, r.small.cpu, n, run.cpu)
+    ok = projected < CPU_TARGET
+    how = "measured" if n >= MILLION else f"projected from {r.small_subscribers:,} and {n:,}"
+    print("\nCPU before SMTP: run_edition into a transport that discards the bytes")
+    print(
+        f"  total {run.cpu:.1f} s CPU ({run.wall:.1f} s wall) = {run.cpu / n * 1e6:.0f} us/reader"
+    )
+    print(
+        f"  until the first batch (plan, render and build {len(run.report.variants)} variants): "
+        f"{run.cpu_to_first_batch:.1f} s CPU; personalise + ledger + hand over: "
+        f"{run.cpu - run.cpu_to_first_batch:.1f} s CPU"
+    )
+    print(
+        f"  at 1,000,000: {projected:.0f} s CPU ({how}); "
+        f"target < {CPU_TARGET:.0f} s [{verdict(ok)}]"
+    )
+    if len(r.small.report.variants) < 0.95 * len(run.report.variants):
+        print("  (the smaller run has fewer variants: projections need N >= 20,000)")
+    return ok
+
+
+def _print_smtp(r: Results) -> bool:
+    run, sink = r.smtp, r.sink
+    sent = run.report.sent
+    once = (
+        sink.messages == sent == run.report.queued
+        and sink.recipients == sent
+        and sink.duplicates == 0
+        and run.report.failed == 0
+    )
+    ok = run.rate >= RATE_TARGET
+    print(f"\nSMTP: run_edition through SmtpTransport ({r.connections} connections) into fastsink")
+    print(
+        f"  {sent:,} sent, {run.report.failed} failed in {run.wall:.1f} s: "
+        f"{run.rate:,.0f} msg/s end to end (plan to last message); target >= "
+        f"{RATE_TARGET:,.0f} [{verdict(ok)}]"
+    )
+    print(
+        f"  sending alone (after the first batch): {run.send_rate:,.0f} msg/s; "
+        f"{run.cpu:.1f} s CPU in the sender, {sink.cpu_seconds:.1f} s in the sink"
+    )
+    print(
+        f"  sink received {sink.messages:,} messages, {sink.bytes / 1e6:,.0f} MB, "
+        f"{sink.recipients:,} distinct recipients, {sink.duplicates} duplicates "
+        f"[every message exactly once: {verdict(once)}]"
+    )
+    return ok and once
+
+
+def _print_rss(r: Results) -> bool:
+    n, small = r.subscribers, r.small_subscribers
+    peak = max(r.discard.rss_mb, r.smtp.rss_mb)
+    growth = r.discard.rss_mb / r.small.rss_mb - 1
+    projected = max(at_million(small, r.small.rss_mb, n, r.discard.rss_mb), r.smtp.rss_mb)
+    flat = growth <= FLAT
+    ok = flat and projected < RSS_TARGET
+    print("\npeak RSS (each phase in its own process)")
+    print(
+        f"  discarding run {r.discard.rss_mb:.0f} MB, SMTP run {r.smtp.rss_mb:.0f} MB; "
+        f"discarding run at {small:,} subscribers {r.small.rss_mb:.0f} MB "
+        f"(x{n / small:.0f} readers: {growth:+.0%}) [flat in N: {verdict(flat)}]"
+    )
+    how = "measured" if n >= MILLION else "projected"
+    print(
+        f"  at 1,000,000: {max(projected, peak):.0f} MB ({how}); "
+        f"target < {RSS_TARGET:.0f} MB [{verdict(ok)}]"
+    )
+    return ok
+
+
+def _print_baselines(r: Results) -> None:
+    n = r.subscribers
+    print("\nbaselines (same run)")
+    if r.naive is not None:
+        per_reader = r.naive.cpu / r.naive.readers
+        naive_total = per_reader * n
+        print(
+            f"  naive (full render per reader, {r.naive.readers} readers): "
+            f"{per_reader * 1000:.1f} ms CPU/reader -> {naive_total / 3600:,.1f} h for "
+            f"{n:,} ({per_reader * MILLION / 3600:.1f} h for 1,000,000); "
+            f"render once per variant is x{naive_total / r.discard.cpu:,.0f} faster"
+        )
+    complete = r.raw_sink.messages == r.raw.messages and r.raw_sink.duplicates == 0
+    print(
+        f"  raw pipelined client, {r.raw.messages:,} personalised messages "
+        f"({_kb(r.raw.bytes / max(r.raw.messages, 1))} on average): {r.raw.rate:,.0f} msg/s "
+        f"[sink counts match: {verdict(complete)}]; run_edition reaches "
+        f"{r.smtp.rate / r.raw.rate:.0%} of it end to end, "
+        f"{r.smtp.send_rate / r.raw.rate:.0%} while sending"
+    )
+
+
+def print_profile(path: str, top: int = 25) -> None:
+    """Where the CPU of the profiled discarding run went, by stage, then the top functions."""
+    stats = pstats.Stats(path)
+    table = stats.stats  # type: ignore[attr-defined]
+    total = max(
+        (ct for (f, _, fn), (_, _, _, ct, _) in table.items() if fn == "run_edition"), default=0
+    )
+    print(f"\nprofile of the discarding run ({path}; cProfile makes it ~2x slower)")
+    for suffix, function, label in STAGES:
+        found = [
+            (calls, ct)
+            for (file, _, name), (_, calls, _, ct, _) in table.items()
+            if file.endswith(suffix) and name == function
+        ]
+        if found and total:
+            calls, cumulative = max(found, key=lambda item: item[1])
+            print(f"  {label:<48} {cumulative:7.1f} s {cumulative / total:6.1%}  {calls:>9,} calls")
+    stats.sort_stats("tottime").print_stats(top)
