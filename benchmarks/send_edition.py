@@ -18,7 +18,7 @@ Run it from the repository root (100,000 subscribers on SQLite take a few minute
     .venv/bin/python -m benchmarks.send_edition --subscribers 1000000
     .venv/bin/python -m benchmarks.send_edition \\
         --postgres postgresql+psycopg://postgres@127.0.0.1:5432/test
-    .venv/bin/python -m benchmarks.send_edition --skip-naive --profile /tmp/send.prof
+    .venv/bin/python -m benchmarks.send_edition --skip-naive --profile send.prof
 
 PostgreSQL gets a fresh schema, dropped at the end; SQLite a temporary file.
 """
