@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import os
+import secrets
 import socket
 from types import TracebackType
 
@@ -22,13 +23,16 @@ LEASE = dt.timedelta(minutes=10)
 
 
 def this_process() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """``host:pid:nonce``: unique per lock holder, even for two senders in one process."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
 def _holder_is_dead(holder: str) -> bool:
-    host, _, pid = holder.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
+    """Whether ``holder`` (``host:pid[:nonce]``) is a process on this machine that is gone."""
+    parts = holder.split(":")
+    if len(parts) < 2 or parts[0] != socket.gethostname() or not parts[1].isdigit():
         return False
+    pid = parts[1]
     try:
         os.kill(int(pid), 0)
     except ProcessLookupError:
