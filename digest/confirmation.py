@@ -31,9 +31,9 @@ from digest.message import (
     MAX_LINE,
     MessageTemplate,
     Recipient,
+    alternative_body,
     new_placeholder,
     one_line,
-    qp_encode,
 )
 from digest.render import DIGEST_CSS, Rendered, Renderer
 from digest.transports.base import DeliveryFailed, Envelope, Transport
@@ -127,15 +127,7 @@ def build_confirmation(
             b"Auto-Submitted: auto-generated\r\n",
             b"MIME-Version: 1.0\r\n",
             f'Content-Type: multipart/alternative;\r\n boundary="{boundary}"\r\n\r\n'.encode(),
-            f"--{boundary}\r\n".encode("ascii"),
-            b'Content-Type: text/plain; charset="utf-8"\r\n',
-            b"Content-Transfer-Encoding: quoted-printable\r\n\r\n",
-            qp_encode(rendered.text, placeholder),
-            f"\r\n--{boundary}\r\n".encode("ascii"),
-            b'Content-Type: text/html; charset="utf-8"\r\n',
-            b"Content-Transfer-Encoding: quoted-printable\r\n\r\n",
-            qp_encode(rendered.html, placeholder),
-            f"\r\n--{boundary}--\r\n".encode("ascii"),
+            alternative_body(rendered, placeholder, boundary),
         ]
     )
     names = {_SLOT_TO: "to", _SLOT_MID: "message_id", placeholder.encode("ascii"): "token"}

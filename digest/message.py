@@ -161,19 +161,7 @@ def build_template(
             b"\r\n",
         ]
     )
-    body = b"".join(
-        [
-            f"--{boundary}\r\n".encode("ascii"),
-            b'Content-Type: text/plain; charset="utf-8"\r\n',
-            b"Content-Transfer-Encoding: quoted-printable\r\n\r\n",
-            qp_encode(rendered.text, placeholder),
-            f"\r\n--{boundary}\r\n".encode("ascii"),
-            b'Content-Type: text/html; charset="utf-8"\r\n',
-            b"Content-Transfer-Encoding: quoted-printable\r\n\r\n",
-            qp_encode(rendered.html, placeholder),
-            f"\r\n--{boundary}--\r\n".encode("ascii"),
-        ]
-    )
+    body = alternative_body(rendered, placeholder, boundary)
     names = {
         _SLOT_TO.encode(): "to",
         _SLOT_MID.encode(): "message_id",
@@ -188,6 +176,24 @@ def build_template(
     )
     check_template(template, settings, rendered)
     return template
+
+
+def alternative_body(rendered: Rendered, placeholder: str, boundary: str) -> bytes:
+    """The multipart/alternative body: text first, HTML last, both quoted-printable with
+    ``placeholder`` never split across a line."""
+    return b"".join(
+        [
+            f"--{boundary}\r\n".encode("ascii"),
+            b'Content-Type: text/plain; charset="utf-8"\r\n',
+            b"Content-Transfer-Encoding: quoted-printable\r\n\r\n",
+            qp_encode(rendered.text, placeholder),
+            f"\r\n--{boundary}\r\n".encode("ascii"),
+            b'Content-Type: text/html; charset="utf-8"\r\n',
+            b"Content-Transfer-Encoding: quoted-printable\r\n\r\n",
+            qp_encode(rendered.html, placeholder),
+            f"\r\n--{boundary}--\r\n".encode("ascii"),
+        ]
+    )
 
 
 def check_template(template: MessageTemplate, settings: Settings, rendered: Rendered) -> None:
