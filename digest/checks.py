@@ -192,8 +192,8 @@ def validate_mjml(renderer: Renderer, source: str) -> mjml_lint.Validation:
     """MJML's official validator on ``source``; once per template version in a process."""
     path = renderer.templates_dir / DIGEST_MJML
     template = path.read_text(encoding="utf-8")
-    command, _ = mjml_lint.find_validator()
-    digest_ = hashlib.sha256(f"{command}\0{template}".encode()).hexdigest()
+    command, detail = mjml_lint.find_validator()
+    digest_ = hashlib.sha256(f"{command}\0{detail}\0{template}".encode()).hexdigest()
     if digest_ not in _validated:
         _validated[digest_] = mjml_lint.validate(source, path, template)
     return _validated[digest_]

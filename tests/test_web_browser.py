@@ -128,8 +128,8 @@ def test_unsubscribe_with_the_keyboard(browser, served) -> None:  # type: ignore
         check_page(page)
         shot(page, f"web-unsubscribe-{width}.png")
     tab_to(page, "Unsubscribe from all emails")
-    page.keyboard.press("Enter")
-    page.wait_for_load_state()
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
     assert page.locator("h1").inner_text() == "You are unsubscribed"
     assert page.get_by_role("status").is_visible()
     shot(page, "web-unsubscribed-1280.png")
@@ -147,8 +147,8 @@ def test_preferences_in_the_browser(browser, served) -> None:  # type: ignore[no
     page.get_by_label("Neurology").check()
     page.get_by_label("Once a month", exact=False).check()
     page.get_by_label("Pause for 4 weeks").check()
-    page.get_by_role("button", name="Save my choices").click()
-    page.wait_for_load_state()
+    with page.expect_navigation():
+        page.get_by_role("button", name="Save my choices").click()
     assert "Your choices are saved" in page.get_by_role("status").inner_text()
     assert page.get_by_label("Neurology").is_checked()
     sam = site.subscriber("sam@example.org")
@@ -168,15 +168,15 @@ def test_sign_up_and_confirm_in_the_browser(browser, served) -> None:  # type: i
     page.get_by_label("Email address").fill("ada@example.org")
     page.get_by_label("Your name (optional)").fill("Ada")
     page.get_by_label("Rehabilitation").check()
-    page.get_by_role("button", name="Subscribe").click()
-    page.wait_for_load_state()
+    with page.expect_navigation():
+        page.get_by_role("button", name="Subscribe").click()
     assert page.locator("h1").inner_text() == "Check your inbox"
     (message,) = site.received("ada@example.org")
     link = link_after(text_of(message), "To confirm, open this link")
     page.goto(base + path_of(link))
     shot(page, "web-confirm-1280.png")
-    page.get_by_role("button", name="Yes, send me the digest").click()
-    page.wait_for_load_state()
+    with page.expect_navigation():
+        page.get_by_role("button", name="Yes, send me the digest").click()
     assert page.locator("h1").inner_text() == "You are subscribed"
     assert site.subscriber("ada@example.org").status == Status.ACTIVE
 
