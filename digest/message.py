@@ -9,6 +9,7 @@ encoding would. Every template is checked once by parsing a personalised sample 
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import email
 import email.policy
@@ -90,15 +91,61 @@ def _fold(name: str, value: str | Address) -> bytes:
     return folded.encode("ascii")
 
 
+_Q_PLAIN = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!*+-/")
+#: Encoded text per word: the word stays under RFC 2047's 75 characters and "To: " + word
+#: under 78 columns.
+_WORD_TEXT = 78 - len("To: =?utf-8?q??=")
+
+
+def _q_char(char: str) -> str:
+    if char in _Q_PLAIN:
+        return char
+    if char == " ":
+        return "_"
+    return "".join(f"={b:02X}" for b in char.encode("utf-8"))
+
+
+def encoded_words(text: str) -> list[str]:
+    """``text`` as RFC 2047 encoded-words of UTF-8 for a phrase (a display name): Q encoding
+    (readable in raw headers) when it is no longer than base64, each word at most 75
+    characters and split between characters, never inside one."""
+    q_pieces = [_q_char(char) for char in text]
+    if sum(map(len, q_pieces)) <= 4 * -(-len(text.encode("utf-8")) // 3):
+        words, current = [], ""
+        for piece in q_pieces:
+            if current and len(current) + len(piece) > _WORD_TEXT:
+                words.append(current)
+                current = ""
+            current += piece
+        return [f"=?utf-8?q?{word}?=" for word in [*words, current]]
+    chunks, chunk = [], b""
+    for char in text:
+        octets = char.encode("utf-8")
+        if chunk and 4 * -(-(len(chunk) + len(octets)) // 3) > _WORD_TEXT:
+            chunks.append(chunk)
+            chunk = b""
+        chunk += octets
+    return [f"=?utf-8?b?{base64.b64encode(c).decode('ascii')}?=" for c in [*chunks, chunk]]
+
+
 def to_header(address: str, name: str | None) -> bytes:
-    """The ``To`` header line; names never carry CR/LF into it."""
+    """The ``To`` header line; names never carry CR/LF into it.
+
+    A plain name is quoted as it is. Any other name (non-ASCII, quotes, backslashes, very
+    long) becomes RFC 2047 encoded-words on lines of at most 78 octets, as
+    ``email.headerregistry`` would write it, in a few microseconds instead of 200."""
     if not name:
         return f"To: {address}\r\n".encode("ascii")
     name = one_line(name)
+    if not name:
+        return f"To: {address}\r\n".encode("ascii")
     if _PLAIN_NAME.fullmatch(name):
         return f'To: "{name}" <{address}>\r\n'.encode("ascii")
-    local, _, domain = address.rpartition("@")
-    return _fold("To", Address(display_name=name, username=local, domain=domain))
+    words = encoded_words(name)
+    line = f"To: {words[0]} <{address}>"
+    if len(words) == 1 and len(line) <= 78:
+        return f"{line}\r\n".encode("ascii")
+    return ("To: " + "\r\n ".join(words) + f"\r\n <{address}>\r\n").encode("ascii")
 
 
 @dataclass(frozen=True)

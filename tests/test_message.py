@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import email
+import email.header
 import email.policy
 import quopri
 
@@ -101,6 +102,21 @@ def test_two_recipients_get_different_message_ids_and_tokens(settings: Settings)
     assert ma["List-Unsubscribe"] != mb["List-Unsubscribe"]
 
 
+def _parsed_to(line: bytes) -> tuple[str, str]:
+    """The display name as RFC 2047 §6.2 reads it (white space between adjacent
+    encoded-words ignored; Python's header parser keeps it, so it is not used for the name)
+    and the address as Python's parser reads it."""
+    msg = email.message_from_bytes(line + b"Subject: x\r\n\r\n", policy=email.policy.default)
+    assert msg["Bcc"] is None
+    (address,) = msg["To"].addresses
+    value = line.decode("ascii").removeprefix("To: ").replace("\r\n ", " ").strip()
+    phrase, _, _ = value.rpartition(" <")
+    display = str(email.header.make_header(email.header.decode_header(phrase)))
+    if display.startswith('"') and display.endswith('"'):
+        display = display[1:-1]
+    return display, address.addr_spec
+
+
 @pytest.mark.parametrize(
     "name",
     ["Evil\r\nBcc: victim@example.org", "Zoë Müller-Łukasiewicz", 'Quote " and \\ back', "x" * 150],
@@ -108,11 +124,23 @@ def test_two_recipients_get_different_message_ids_and_tokens(settings: Settings)
 def test_display_names_never_inject_headers(name: str) -> None:
     line = to_header("reader@example.org", name)
     assert line.endswith(b"\r\n")
+    assert all(len(physical) <= 78 for physical in line.split(b"\r\n"))
     assert b"\n" not in line[:-2].replace(b"\r\n ", b"")
-    msg = email.message_from_bytes(line + b"Subject: x\r\n\r\n", policy=email.policy.default)
-    assert msg["Bcc"] is None
-    assert msg["To"].addresses[0].addr_spec == "reader@example.org"
-    assert msg["To"].addresses[0].display_name == " ".join(name.split())
+    assert _parsed_to(line) == (" ".join(name.split()), "reader@example.org")
+
+
+@given(st.text(max_size=200))
+def test_any_display_name_reads_back_exactly(name: str) -> None:
+    line = to_header("reader@example.org", name)
+    assert all(len(physical) <= 78 for physical in line.split(b"\r\n"))
+    assert line.endswith(b"\r\n") and b"\n" not in line[:-2].replace(b"\r\n ", b"")
+    assert _parsed_to(line) == (" ".join(name.split()), "reader@example.org")
+
+
+def test_non_ascii_names_become_encoded_words() -> None:
+    line = to_header("zoe@example.org", "Zoë Fischer")
+    assert line == b"To: =?utf-8?q?Zo=C3=AB_Fischer?= <zoe@example.org>\r\n"
+    assert _parsed_to(line) == ("Zoë Fischer", "zoe@example.org")
 
 
 def test_crlf_in_subject_never_reaches_the_header_raw(settings: Settings) -> None:
