@@ -28,6 +28,7 @@ from digest.locks import SendLock
 from digest.models import DeliveryStatus, Edition, EditionStatus
 from digest.planning import dry_plan, get_or_create_edition, plan_edition
 from digest.ratelimit import RateLimiter
+from digest.ratelimit_shared import SharedRateLimiter
 from digest.render import Renderer
 from digest.schedule import (
     EARLIEST_ZONE,
@@ -241,11 +242,16 @@ def _outbound(
     return outbound, sum(n for _, n in pending)
 
 
-def _limiter(settings: Settings, share: int = 1) -> RateLimiter:
-    return RateLimiter(
-        settings.rate_per_second / share if settings.rate_per_second else None,
-        settings.rate_per_hour // share if settings.rate_per_hour else None,
-    )
+def _limiter(settings: Settings, engine: Engine) -> RateLimiter:
+    """The run's rate limiter. On PostgreSQL with a limit, one limit per relay shared
+    exactly through the database by every sending process, here or on other machines
+    (:mod:`digest.ratelimit_shared`); otherwise (SQLite: one process) a local one."""
+    per_second = settings.rate_per_second or None
+    per_hour = settings.rate_per_hour or None
+    if engine.dialect.name == "postgresql" and (per_second or per_hour):
+        relay = f"{settings.smtp.host}:{settings.smtp.port}" if settings.smtp else "smtp"
+        return SharedRateLimiter(engine, relay, per_second, per_hour)
+    return RateLimiter(per_second, per_hour)
 
 
 def _send(
@@ -261,7 +267,7 @@ def _send(
     outbound, total = _outbound(factory, settings, edition, report)
     helpers = _start_workers(settings, edition.key, options.workers, factory)
     try:
-        with Sender(factory, transport, outbound, _limiter(settings, options.workers)) as sender:
+        with Sender(factory, transport, outbound, _limiter(settings, factory.kw["bind"])) as sender:
             report.stopped = send_passes(
                 factory, settings, edition, sender, options, total, renew=renew
             )
@@ -330,7 +336,7 @@ def _start_workers(
         )
     context = multiprocessing.get_context("spawn")
     processes: list[multiprocessing.process.BaseProcess] = [
-        context.Process(target=work_on_edition, args=(settings, key, workers), daemon=False)
+        context.Process(target=work_on_edition, args=(settings, key), daemon=False)
         for _ in range(workers - 1)
     ]
     for process in processes:
@@ -338,7 +344,7 @@ def _start_workers(
     return processes
 
 
-def work_on_edition(settings: Settings, key: str, share: int = 1) -> EditionReport:
+def work_on_edition(settings: Settings, key: str) -> EditionReport:
     """An extra worker: send rows of an edition another process planned and is sending
     (no planning, no lock; ``FOR UPDATE SKIP LOCKED`` keeps workers' batches disjoint)."""
     started = time.monotonic()
@@ -351,7 +357,7 @@ def work_on_edition(settings: Settings, key: str, share: int = 1) -> EditionRepo
     outbound, total = _outbound(factory, settings, edition)
     transport = make_transport(settings)
     try:
-        with Sender(factory, transport, outbound, _limiter(settings, share)) as sender:
+        with Sender(factory, transport, outbound, _limiter(settings, factory.kw["bind"])) as sender:
             report.stopped = send_passes(factory, settings, edition, sender, SendOptions(), total)
     finally:
         transport.close()

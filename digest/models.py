@@ -5,7 +5,17 @@ from __future__ import annotations
 import datetime as dt
 import enum
 
-from sqlalchemy import JSON, Column, ForeignKey, Index, String, Table, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Column,
+    Double,
+    ForeignKey,
+    Index,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from digest.db import Base, Category, UTCDateTime
@@ -179,3 +189,33 @@ class EditionLock(Base):
     edition_key: Mapped[str] = mapped_column(String(20), primary_key=True)
     holder: Mapped[str] = mapped_column(String(200))
     expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class SendRate(Base):
+    """The sending rate shared by every process sending through one relay (PostgreSQL; see
+    :mod:`digest.ratelimit_shared`). Times are seconds of the database clock."""
+
+    __tablename__ = "send_rates"
+
+    #: The relay, e.g. the SMTP host.
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    #: Messages per second now (halved on deferrals, recovering); None: no per-second limit.
+    rate: Mapped[float | None] = mapped_column(Double)
+    #: When the next free slot starts (epoch seconds).
+    next_at: Mapped[float] = mapped_column(Double)
+    #: Accepted messages counted towards the next recovery step.
+    good: Mapped[int]
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class SendRateGrant(Base):
+    """A block of messages handed to one process, kept for an hour to enforce ``per_hour``."""
+
+    __tablename__ = "send_rate_grants"
+    __table_args__ = (Index("ix_send_rate_grants_name_ends_at", "name", "ends_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    #: The latest moment one of its messages may go (epoch seconds, database clock).
+    ends_at: Mapped[float] = mapped_column(Double)
+    count: Mapped[int]

@@ -2,8 +2,9 @@
 
 Messages are spaced exactly ``1/per_second`` apart and at most ``per_hour`` go out in any
 hour. On a deferral (421, 451...) the rate halves, down to a floor; it climbs back by a tenth
-after every ``recover_after`` accepted messages. Several worker processes share a limit by
-each taking ``1/workers`` of it.
+after every ``recover_after`` accepted messages. It is one process's limiter (SQLite has a
+single sender); on PostgreSQL, processes share one limit through the database
+(:mod:`digest.ratelimit_shared`).
 """
 
 from __future__ import annotations
