@@ -287,7 +287,7 @@ def parse_smtp_url(url: str, *, source: str = "environment") -> SmtpSettings:
     else:
         starttls = query.get("starttls")
         if starttls is None:
-            security = "none" if _is_loopback(parts.hostname) else "starttls"
+            security = "none" if is_loopback(parts.hostname) else "starttls"
         elif starttls in _TRUE:
             security = "starttls"
         elif starttls in _FALSE:
@@ -304,7 +304,7 @@ def parse_smtp_url(url: str, *, source: str = "environment") -> SmtpSettings:
     )
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
     try:

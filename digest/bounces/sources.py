@@ -5,14 +5,18 @@ Each source yields ``(label, bytes)``; labels name the message in the processing
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import imaplib
 import mailbox
 import re
+import ssl
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from digest.config import is_loopback
 from digest.errors import DataError
 
 _MBOX_SPLIT = re.compile(rb"(?:^|\r?\n)(?=From [^\r\n]*\r?\n)")
@@ -53,8 +57,8 @@ def split_mbox(data: bytes, label: str) -> Iterator[tuple[str, bytes]]:
 
 class ImapSource:
     """Unseen messages of one IMAP mailbox (``imaps://user:pass@host[:port]/INBOX``); each is
-    flagged \\Seen after it was processed, so the next poll skips it. Untested against a real
-    server: the test suite has none."""
+    flagged \\Seen after it was processed, so the next poll skips it. Certificates are
+    verified; ``imap://`` requires STARTTLS except to a loopback address (as ``smtp_url``)."""
 
     def __init__(self, url: str) -> None:
         parts = urlsplit(url)
@@ -69,28 +73,31 @@ class ImapSource:
         self.client: imaplib.IMAP4 | None = None
 
     def __enter__(self) -> ImapSource:
+        context = ssl.create_default_context()
+        client: imaplib.IMAP4 | None = None
         try:
             if self.scheme == "imaps":
-                client: imaplib.IMAP4 = imaplib.IMAP4_SSL(self.host, self.port, timeout=60)
+                client = imaplib.IMAP4_SSL(self.host, self.port, ssl_context=context, timeout=60)
             else:
                 client = imaplib.IMAP4(self.host, self.port, timeout=60)
-                client.starttls()
+                if not is_loopback(self.host):
+                    client.starttls(ssl_context=context)
             client.login(self.user, self.password)
-            status, _ = client.select(self.mailbox)
+            status, _ = client.select(_quoted(self.mailbox))
         except (OSError, imaplib.IMAP4.error) as exc:
-            raise DataError(f"IMAP {self.host}: {exc}") from None
+            _logout(client)
+            raise DataError(f"IMAP {self.host}: {_why(exc)}") from None
         if status != "OK":
+            _logout(client)
             raise DataError(f"IMAP {self.host}: no mailbox {self.mailbox!r}")
         self.client = client
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self.client is not None:
-            try:
+            with contextlib.suppress(OSError, imaplib.IMAP4.error):
                 self.client.close()
-                self.client.logout()
-            except (OSError, imaplib.IMAP4.error):
-                pass
+            _logout(self.client)
 
     def messages(self) -> Iterator[tuple[str, bytes]]:
         assert self.client is not None
@@ -103,4 +110,33 @@ class ImapSource:
                 yield f"imap/{uid}", raw
                 self.client.uid("STORE", uid, "+FLAGS", "(\\Seen)")
         except (OSError, imaplib.IMAP4.error) as exc:
-            raise DataError(f"IMAP {self.host}: {exc}") from None
+            raise DataError(f"IMAP {self.host}: {_why(exc)}") from None
+
+
+def _quoted(mailbox: str) -> str:
+    """A mailbox name as an IMAP quoted string in modified UTF-7 (RFC 3501 5.1.3); imaplib
+    sends arguments as they are, and only in ASCII."""
+    encoded = _NON_ASCII.sub(_utf7_run, mailbox.replace("&", "&-"))
+    return '"' + encoded.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+_NON_ASCII = re.compile(r"[^\x20-\x7e]+")
+
+
+def _utf7_run(run: re.Match[str]) -> str:
+    encoded = base64.b64encode(run.group().encode("utf-16-be")).decode("ascii")
+    return "&" + encoded.rstrip("=").replace("/", ",") + "-"
+
+
+def _why(exc: Exception) -> str:
+    """imaplib puts the server's reply in its errors as bytes: show it as text."""
+    reply = exc.args[0] if len(exc.args) == 1 else exc
+    if isinstance(reply, bytes):
+        return reply.decode("utf-8", "replace")
+    return str(reply)
+
+
+def _logout(client: imaplib.IMAP4 | None) -> None:
+    if client is not None:
+        with contextlib.suppress(OSError, imaplib.IMAP4.error):
+            client.logout()
