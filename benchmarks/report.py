@@ -27,7 +27,6 @@ STAGES = (
     ("digest/delivery.py", "send_passes", "5-8 claim, personalise, send, record"),
     ("digest/ledger.py", "claim", "   ledger.claim"),
     ("digest/ledger.py", "record", "   ledger.record"),
-    ("digest/ledger.py", "edition_status", "   ledger.edition_status (per batch)"),
     ("digest/locks.py", "renew", "   SendLock.renew (per batch)"),
     ("digest/sending.py", "_one", "   Sender._one (per message)"),
     ("digest/message.py", "personalize", "   MessageTemplate.personalize"),

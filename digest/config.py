@@ -68,7 +68,7 @@ class Settings:
     outbox_dir: Path = Path("outbox")
     smtp: SmtpSettings | None = None
     templates_dir: Path | None = None
-    send_batch_size: int = 100
+    send_batch_size: int = 500
     smtp_connections: int = 4
     rate_per_second: float = 0.0
     rate_per_hour: int = 0
@@ -336,7 +336,7 @@ _FIELDS: dict[str, tuple[_Parser, Any]] = {
     "outbox_dir": (_text, "outbox"),
     "smtp_url": (_text, None),
     "templates_dir": (_text, None),
-    "send_batch_size": (_int_in(1, 10_000), 100),
+    "send_batch_size": (_int_in(1, 10_000), 500),
     "smtp_connections": (_int_in(1, 32), 4),
     "rate_per_second": (_number_in(0, 100_000), 0.0),
     "rate_per_hour": (_int_in(0, 100_000_000), 0),
@@ -564,7 +564,7 @@ send_retries = 3
 retry_base_seconds = 10
 # How many ledger rows a sender claims at a time; after a crash at most this many
 # messages may go out twice (with their original Message-ID).
-send_batch_size = 100
+send_batch_size = 500
 
 # When the weekly edition goes out (python scheduler.py, or cron with `digest send --due`),
 # in the list's time zone. With local_delivery, each reader gets it at send_time in their own

@@ -297,12 +297,6 @@ def send_passes(
     if delays is None:
         delays = backoff_delays(settings.send_retries, settings.retry_base_seconds)
 
-    def stop_now() -> bool:
-        return options.should_stop() or (
-            ledger.edition_status(factory, edition_id)
-            in (EditionStatus.CANCELLED, EditionStatus.PAUSED)
-        )
-
     done = 0
     for delay in (0.0, *delays):
         if delay:
@@ -312,9 +306,11 @@ def send_passes(
             options.sleep(delay)
         after = 0
         while True:
-            if stop_now():
+            if options.should_stop():
                 return True
             claims = ledger.claim(factory, edition_id, after, settings.send_batch_size)
+            if claims is None:  # cancelled or paused meanwhile
+                return True
             if not claims:
                 break
             after = claims[-1].delivery_id

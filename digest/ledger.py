@@ -11,13 +11,14 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest.db import transaction, utcnow
 from digest.models import Delivery, DeliveryStatus, Edition, EditionStatus, Variant
 from subscribers.models import Subscriber
 
+DELIVERIES = Delivery.metadata.tables[Delivery.__tablename__]
 #: Rows that still have to go out.
 CLAIMABLE = (DeliveryStatus.QUEUED.value, DeliveryStatus.DEFERRED.value)
 PENDING = (*CLAIMABLE, DeliveryStatus.SENDING.value)
@@ -94,10 +95,14 @@ def claim(
     after: int,
     limit: int,
     statuses: Sequence[str] = CLAIMABLE,
-) -> list[Claim]:
-    """Mark the next ``limit`` rows after id ``after`` as ``sending``, in one transaction.
-    On PostgreSQL, rows another worker is claiming are skipped (``FOR UPDATE SKIP LOCKED``)."""
+) -> list[Claim] | None:
+    """Mark the next ``limit`` rows after id ``after`` as ``sending``, in one transaction;
+    None when the edition was cancelled or paused (nothing is claimed then). On PostgreSQL,
+    rows another worker is claiming are skipped (``FOR UPDATE SKIP LOCKED``)."""
     with transaction(factory) as session:
+        status = session.scalar(select(Edition.status).where(Edition.id == edition_id))
+        if status in (EditionStatus.CANCELLED, EditionStatus.PAUSED):
+            return None
         ids_query = (
             select(Delivery.id)
             .where(
@@ -146,10 +151,24 @@ def claim(
 
 
 def record(factory: sessionmaker[Session], outcomes: Sequence[dict[str, object]]) -> None:
-    """Write a batch's outcomes (dicts with ``id`` and the changed columns) in one statement."""
-    if outcomes:
-        with transaction(factory) as session:
-            session.execute(update(Delivery), list(outcomes))
+    """Write a batch's outcomes (dicts with ``id`` and the changed columns) in one
+    transaction: one Core executemany per set of changed columns."""
+    if not outcomes:
+        return
+    groups: dict[tuple[str, ...], list[dict[str, object]]] = {}
+    for outcome in outcomes:
+        columns = tuple(sorted(key for key in outcome if key != "id"))
+        groups.setdefault(columns, []).append(
+            {"b_id": outcome["id"], **{f"b_{key}": outcome[key] for key in columns}}
+        )
+    with transaction(factory) as session:
+        for columns, rows in groups.items():
+            statement = (
+                update(DELIVERIES)
+                .where(DELIVERIES.c.id == bindparam("b_id"))
+                .values({key: bindparam(f"b_{key}") for key in columns})
+            )
+            session.execute(statement, rows)
 
 
 def release(factory: sessionmaker[Session], claims: Sequence[Claim]) -> None:
@@ -160,11 +179,6 @@ def release(factory: sessionmaker[Session], claims: Sequence[Claim]) -> None:
         factory,
         [{"id": c.delivery_id, "status": c.was, "attempts": c.attempts - 1} for c in claims],
     )
-
-
-def edition_status(factory: sessionmaker[Session], edition_id: int) -> str | None:
-    with factory() as session:
-        return session.scalar(select(Edition.status).where(Edition.id == edition_id))
 
 
 def complete_if_done(session: Session, edition_id: int) -> bool:

@@ -11,6 +11,7 @@ import hashlib
 import os
 import secrets
 import socket
+import time
 from types import TracebackType
 
 from sqlalchemy import Connection, Engine, select, text
@@ -60,6 +61,7 @@ class SendLock:
         self.acquired = False
         self.other: str | None = None  # who holds it, when we could not get it
         self._conn: Connection | None = None
+        self._renewed = 0.0  # time.monotonic() of the last write of the lease
 
     @property
     def _postgres(self) -> bool:
@@ -102,12 +104,17 @@ class SendLock:
             self.other = "another process"
             return False
         self.acquired = True
+        self._renewed = time.monotonic()
         return True
 
     def renew(self) -> None:
-        """Extend the lease (SQLite); call it between batches."""
+        """Extend the lease (SQLite); call it between batches. It is written at most once
+        every twentieth of the lease (30 s by default), not once per batch."""
         if not self.acquired or self._postgres:
             return
+        if time.monotonic() - self._renewed < self.lease.total_seconds() / 20:
+            return
+        self._renewed = time.monotonic()
         with session_factory(self.engine).begin() as session:
             row = session.get(EditionLock, self.key)
             if row is not None and row.holder == self.holder:

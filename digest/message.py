@@ -10,6 +10,7 @@ encoding would. Every template is checked once by parsing a personalised sample 
 from __future__ import annotations
 
 import base64
+import bisect
 import datetime as dt
 import email
 import email.policy
@@ -27,7 +28,7 @@ from subscribers.tokens import TOKEN_LENGTH, new_token
 MAX_LINE = 998
 _POLICY = email.policy.SMTP
 _QP_SAFE = frozenset(range(33, 127)) - {ord("=")}
-_QP_TABLE = [chr(b) if b in _QP_SAFE else f"={b:02X}" for b in range(256)]
+_QP_ESCAPES = {b: f"={b:02X}" for b in range(256) if b not in _QP_SAFE}
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9 .'_-]{1,60}")
 _MESSAGE_ID = re.compile(r"<[^@\s<>]+@[^@\s<>]+>")
 
@@ -53,27 +54,47 @@ def new_message_id(edition_key: str, domain: str) -> str:
 
 def qp_encode(text: str, protected: str = "") -> bytes:
     """Quoted-printable (RFC 2045 §6.7) with CRLF line ends, lines of at most 76 octets,
-    and ``protected`` never split by a soft line break."""
+    and ``protected`` never split by a soft line break.
+
+    Each line is escaped in one ``str.translate`` call (bytes as Latin-1 characters), then
+    cut into soft lines: never inside an ``=XX`` escape nor inside ``protected``, and a dot
+    opening a line is escaped too (safe from SMTP dot-stuffing mistakes)."""
     out: list[str] = []
+    width = len(protected)
     for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
-        units: list[str] = []
-        pieces = line.split(protected) if protected else [line]
-        for index, piece in enumerate(pieces):
-            if index:
-                units.append(protected)
-            units.extend(_QP_TABLE[b] for b in piece.encode("utf-8"))
-        if units and units[-1] in (" ", "\t"):
-            units[-1] = f"={ord(units[-1]):02X}"
-        current = ""
-        for unit in units:
-            if len(current) + len(unit) > 75:
-                out.append(current + "=")
-                current = ""
-            if not current and unit == ".":
-                unit = "=2E"  # a leading dot is safe from SMTP dot-stuffing mistakes
-            current += unit
-        out.append(current)
+        data = line.encode("utf-8").decode("latin-1").translate(_QP_ESCAPES)
+        end = len(data)
+        if end <= 75 and not data.startswith("."):
+            out.append(data)
+            continue
+        tokens = _starts(data, protected) if width and protected in data else ()
+        pos = 0
+        while True:
+            prefix, start = ("=2E", pos + 1) if data.startswith(".", pos) else ("", pos)
+            cut = start + 75 - len(prefix)
+            if cut >= end:
+                out.append(prefix + data[start:])
+                break
+            if data[cut - 1] == "=":
+                cut -= 1
+            elif data[cut - 2] == "=":
+                cut -= 2
+            if tokens:  # the last token starting before the cut must not straddle it
+                index = bisect.bisect_left(tokens, cut) - 1
+                if index >= 0 and start < tokens[index] and cut < tokens[index] + width:
+                    cut = tokens[index]
+            out.append(prefix + data[start:cut] + "=")
+            pos = cut
     return "\r\n".join(out).encode("ascii")
+
+
+def _starts(data: str, needle: str) -> list[int]:
+    """Every index where ``needle`` starts in ``data``."""
+    found, at = [], data.find(needle)
+    while at != -1:
+        found.append(at)
+        at = data.find(needle, at + 1)
+    return found
 
 
 def one_line(value: str) -> str:
@@ -264,7 +285,7 @@ def check_template(template: MessageTemplate, settings: Settings, rendered: Rend
 def message_problems(raw: bytes, *, token: str, base_url: str) -> list[str]:
     """What is wrong with ``raw`` against email-standards.md sections 1-5 (empty if nothing)."""
     problems: list[str] = []
-    if any(byte > 127 for byte in raw):
+    if not raw.isascii():
         problems.append("message is not 7-bit clean")
     lines = raw.split(b"\r\n")
     if max(len(line) for line in lines) > MAX_LINE:

@@ -29,17 +29,27 @@ from subscribers.tokens import new_token
 DATE = dt.datetime(2026, 11, 23, 8, 0, tzinfo=dt.UTC)
 
 
-@given(st.text(), st.integers(min_value=0, max_value=200))
-def test_qp_round_trips_and_never_splits_the_placeholder(text: str, at: int) -> None:
-    placeholder = new_placeholder()
-    text = text[:at] + placeholder + text[at:]
-    encoded = qp_encode(text, placeholder)
-    assert all(len(line) <= 76 for line in encoded.split(b"\r\n"))
-    assert placeholder.encode() in encoded
+PLACEHOLDER = new_placeholder()
+
+
+@given(
+    st.lists(
+        st.one_of(st.text(), st.just(PLACEHOLDER), st.sampled_from([".", "=", " ", "\n."])),
+        min_size=1,
+        max_size=12,
+    )
+)
+def test_qp_round_trips_and_never_splits_the_placeholder(pieces: list[str]) -> None:
+    text = "".join([*pieces, PLACEHOLDER])
+    encoded = qp_encode(text, PLACEHOLDER)
+    lines = encoded.split(b"\r\n")
+    assert all(len(line) <= 76 for line in lines)
+    assert not any(line.startswith(b".") for line in lines)
+    assert encoded.count(PLACEHOLDER.encode()) == text.count(PLACEHOLDER)
     token = new_token()
-    spliced = encoded.replace(placeholder.encode(), token.encode())
+    spliced = encoded.replace(PLACEHOLDER.encode(), token.encode())
     decoded = quopri.decodestring(spliced.replace(b"\r\n", b"\n")).decode("utf-8")
-    normalised = text.replace("\r\n", "\n").replace("\r", "\n").replace(placeholder, token)
+    normalised = text.replace("\r\n", "\n").replace("\r", "\n").replace(PLACEHOLDER, token)
     assert decoded == normalised
 
 
