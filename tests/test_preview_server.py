@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from flask import Flask
+from playwright.sync_api import expect
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.serving import make_server
@@ -139,9 +140,10 @@ def test_index_and_a_variant_at_phone_and_desktop_width(
         ]
         screenshot(page, f"preview-index-{width}.png")
 
-        with page.expect_navigation():
-            page.get_by_role("link", name="Neurology, Pharmacology").click()
-        assert "Subject: 3 new summaries in Neurology and Pharmacology" in page.inner_text("main")
+        page.get_by_role("link", name="Neurology, Pharmacology").click()
+        expect(page.locator("main")).to_contain_text(
+            "Subject: 3 new summaries in Neurology and Pharmacology"
+        )
         assert page.get_by_text("Preflight: no problems.").is_visible()
         desktop = 680 if width > 700 else width - 40  # never wider than the screen
         for frame_class, frame_width in (("phone", 375), ("desktop", desktop)):
@@ -174,9 +176,8 @@ def test_switching_persona_to_a_subscriber_and_to_categories(
     page = open_page(browser, 1280)
     page.goto(serve(settings) + "/")
     page.get_by_label("Subscriber email").fill("zoe@example.org")
-    with page.expect_navigation():
-        page.get_by_role("button", name="Preview").click()
-    assert page.locator("h1").inner_text() == "What zoe@example.org gets"
+    page.get_by_role("button", name="Preview").click()
+    expect(page.locator("h1")).to_have_text("What zoe@example.org gets")
     assert (
         "To: =?utf-8?b?Wm/DqyBNw7xsbGVy?= <zoe@example.org>"
         in page.get_by_label("Headers").inner_text()
@@ -184,16 +185,14 @@ def test_switching_persona_to_a_subscriber_and_to_categories(
 
     page.get_by_label("Subscriber email").fill("")
     page.get_by_label("Categories").fill("rehabilitation")
-    with page.expect_navigation():
-        page.get_by_role("button", name="Preview").click()
-    assert page.locator("h1").inner_text() == "A reader of rehabilitation"
+    page.get_by_role("button", name="Preview").click()
+    expect(page.locator("h1")).to_have_text("A reader of rehabilitation")
     frame = page.frame_locator("iframe.desktop")
     assert frame.locator("h3").inner_text() == "Robotic gait training at home"
 
     page.get_by_label("Categories").fill("astrology")
-    with page.expect_navigation():
-        page.get_by_role("button", name="Preview").click()
-    assert page.get_by_role("alert").inner_text() == (
+    page.get_by_role("button", name="Preview").click()
+    expect(page.get_by_role("alert")).to_have_text(
         "unknown category 'astrology' (see `digest categories list`)"
     )
     screenshot(page, "preview-persona-error-1280.png")
@@ -206,10 +205,10 @@ def test_send_a_test_through_the_configured_smtp_server(
     page = open_page(browser, 1280)
     page.goto(serve(settings) + "/view?subscriber=zoe@example.org")
     page.get_by_label("Send a test to").fill("editor@example.org")
-    with page.expect_navigation():
-        page.get_by_role("button", name="Send test").click()
-    status = page.get_by_role("status").first.inner_text()
-    assert status.startswith("Sent a test to editor@example.org via smtp: 250")
+    page.get_by_role("button", name="Send test").click()
+    expect(page.get_by_role("status").first).to_contain_text(
+        "Sent a test to editor@example.org via smtp: 250"
+    )
     assert page.locator("h1").inner_text() == "What zoe@example.org gets"  # back on the page
 
     (received,) = smtp_server.handler.messages
@@ -222,12 +221,9 @@ def test_send_a_test_through_the_configured_smtp_server(
 
     page.get_by_label("Send a test to").fill("not an address")
     page.get_by_label("Send a test to").evaluate("input => input.type = 'text'")
-    with page.expect_navigation():
-        page.get_by_role("button", name="Send test").click()
-    assert (
-        page.get_by_role("status")
-        .first.inner_text()
-        .startswith("Not sent: 'not an address' is not a valid email address")
+    page.get_by_role("button", name="Send test").click()
+    expect(page.get_by_role("status").first).to_contain_text(
+        "Not sent: 'not an address' is not a valid email address"
     )
     assert len(smtp_server.handler.messages) == 1
 
