@@ -16,6 +16,7 @@ import email
 import email.policy
 import re
 import secrets
+import time
 from dataclasses import dataclass
 from email.headerregistry import Address
 from email.utils import format_datetime, formataddr
@@ -48,8 +49,16 @@ def new_placeholder() -> str:
     return ("zq" + secrets.token_hex(TOKEN_LENGTH))[:TOKEN_LENGTH]
 
 
+_last_stamp = 0
+
+
 def new_message_id(edition_key: str, domain: str) -> str:
-    return f"<digest.{edition_key}.{secrets.token_hex(10)}@{domain}>"
+    """A unique, unguessable Message-ID that sorts by creation time: the ledger's unique
+    index on it then grows at one end, as ids do, instead of taking each new row at a
+    random page (at a million rows that doubled the cost of planning on SQLite)."""
+    global _last_stamp
+    _last_stamp = max(time.time_ns(), _last_stamp + 1)  # increasing within a process
+    return f"<digest.{edition_key}.{_last_stamp:016x}.{secrets.token_hex(10)}@{domain}>"
 
 
 def qp_encode(text: str, protected: str = "") -> bytes:
@@ -118,6 +127,10 @@ _Q_PLAIN = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012345
 _WORD_TEXT = 78 - len("To: =?utf-8?q??=")
 
 
+#: Q encoding of UTF-8 octets read as Latin-1 characters, in one str.translate.
+_Q_ESCAPES = {b: f"={b:02X}" for b in range(256) if chr(b) not in _Q_PLAIN} | {32: "_"}
+
+
 def _q_char(char: str) -> str:
     if char in _Q_PLAIN:
         return char
@@ -130,8 +143,15 @@ def encoded_words(text: str) -> list[str]:
     """``text`` as RFC 2047 encoded-words of UTF-8 for a phrase (a display name): Q encoding
     (readable in raw headers) when it is no longer than base64, each word at most 75
     characters and split between characters, never inside one."""
+    octets = text.encode("utf-8")
+    b_length = 4 * -(-len(octets) // 3)
+    q_text = octets.decode("latin-1").translate(_Q_ESCAPES)
+    if len(q_text) <= min(b_length, _WORD_TEXT):  # the common case: one Q word
+        return [f"=?utf-8?q?{q_text}?="]
+    if b_length <= _WORD_TEXT and b_length < len(q_text):  # one base64 word
+        return [f"=?utf-8?b?{base64.b64encode(octets).decode('ascii')}?="]
     q_pieces = [_q_char(char) for char in text]
-    if sum(map(len, q_pieces)) <= 4 * -(-len(text.encode("utf-8")) // 3):
+    if len(q_text) <= b_length:
         words, current = [], ""
         for piece in q_pieces:
             if current and len(current) + len(piece) > _WORD_TEXT:
@@ -141,11 +161,11 @@ def encoded_words(text: str) -> list[str]:
         return [f"=?utf-8?q?{word}?=" for word in [*words, current]]
     chunks, chunk = [], b""
     for char in text:
-        octets = char.encode("utf-8")
-        if chunk and 4 * -(-(len(chunk) + len(octets)) // 3) > _WORD_TEXT:
+        encoded = char.encode("utf-8")
+        if chunk and 4 * -(-(len(chunk) + len(encoded)) // 3) > _WORD_TEXT:
             chunks.append(chunk)
             chunk = b""
-        chunk += octets
+        chunk += encoded
     return [f"=?utf-8?b?{base64.b64encode(c).decode('ascii')}?=" for c in [*chunks, chunk]]
 
 

@@ -127,6 +127,14 @@ def _parsed_to(line: bytes) -> tuple[str, str]:
     return display, address.addr_spec
 
 
+def test_message_ids_sort_by_creation_and_cannot_be_guessed() -> None:
+    ids = [new_message_id("2026-W48", "example.org") for _ in range(2000)]
+    assert ids == sorted(ids)  # the ledger's unique index grows at one end
+    assert len(set(ids)) == len(ids)
+    random_parts = {mid.split(".")[-2].split("@")[0] for mid in ids}
+    assert len(random_parts) == len(ids) and all(len(p) == 20 for p in random_parts)
+
+
 @pytest.mark.parametrize(
     "name",
     ["Evil\r\nBcc: victim@example.org", "Zoë Müller-Łukasiewicz", 'Quote " and \\ back', "x" * 150],
