@@ -19,7 +19,6 @@ from typing import Any
 
 from flask import Flask, Response, flash, g, redirect, render_template, request, session, url_for
 from sqlalchemy import Engine
-from werkzeug.serving import make_server
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from digest.checks import WeekPlan, check_variants, plan_week
@@ -31,6 +30,7 @@ from digest.preview import Preview, preview_categories, preview_key, preview_sub
 from digest.render import builtin_templates_dir
 from digest.selection import VariantKey
 from digest.transports import make_transport
+from digest.web.server import run_until_interrupted
 
 HOSTS = ["127.0.0.1", "localhost"]
 PHONE_WIDTH, DESKTOP_WIDTH = 375, 680
@@ -235,17 +235,9 @@ def create_preview_app(
 
 def serve_preview(settings: Settings, *, port: int, echo: Callable[[str], None] = print) -> None:
     """Serve the preview app on 127.0.0.1 until Ctrl-C."""
-    app = create_preview_app(settings)
-    try:
-        server = make_server("127.0.0.1", port, app, threaded=True)
-    except OSError as exc:
-        raise DigestError(
-            f"cannot listen on 127.0.0.1:{port} ({exc.strerror}): try --port"
-        ) from None
-    echo(f"Preview server on http://127.0.0.1:{server.port}/ (Ctrl-C stops it).")
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    run_until_interrupted(
+        create_preview_app(settings),
+        "127.0.0.1",
+        port,
+        lambda url: echo(f"Preview server on {url} (Ctrl-C stops it)."),
+    )
