@@ -121,10 +121,9 @@ def _parsed_to(line: bytes) -> tuple[str, str]:
     (address,) = msg["To"].addresses
     value = line.decode("ascii").removeprefix("To: ").replace("\r\n ", " ").strip()
     phrase, _, _ = value.rpartition(" <")
-    display = str(email.header.make_header(email.header.decode_header(phrase)))
-    if display.startswith('"') and display.endswith('"'):
-        display = display[1:-1]
-    return display, address.addr_spec
+    if phrase.startswith('"'):  # a quoted-string: a plain name as it is
+        return phrase[1:-1], address.addr_spec
+    return str(email.header.make_header(email.header.decode_header(phrase))), address.addr_spec
 
 
 def test_message_ids_sort_by_creation_and_cannot_be_guessed() -> None:
