@@ -25,20 +25,10 @@ from digest.db import make_engine, session_factory
 from digest.models import Delivery
 from digest.preview_server import create_preview_app
 from digest.render import builtin_templates_dir
+from tests.browser_support import ARTIFACTS, launch_chromium
 from tests.conftest import NOW, SmtpServer, add_categories, add_reader, add_summary, make_settings
 
 DAY = dt.timedelta(days=1)
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 @pytest.fixture
@@ -88,16 +78,7 @@ def serve(db: Engine) -> Iterator[object]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    if not CHROMIUM.exists():
-        pytest.skip(
-            "headless Chromium is not installed at /usr/bin/chromium (apt install chromium)"
-        )
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+    yield from launch_chromium()
 
 
 def open_page(browser, width: int):  # type: ignore[no-untyped-def]

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
@@ -16,12 +15,9 @@ from sqlalchemy import Engine
 from digest import schema
 from digest.db import make_engine
 from subscribers.models import Status
+from tests.browser_support import ARTIFACTS, launch_chromium
 from tests.conftest import NOW, RecordingHandler, SmtpServer, free_port
 from tests.web_support import Site, html_of, link_after, make_site, path_of, text_of
-
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
 
 #: Contrast of a text colour on its background (WCAG 2), computed in the page.
 CONTRAST_JS = """(el) => {
@@ -40,16 +36,7 @@ CONTRAST_JS = """(el) => {
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    if not CHROMIUM.exists():
-        pytest.skip(
-            "headless Chromium is not installed at /usr/bin/chromium (apt install chromium)"
-        )
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        yield chromium
-        chromium.close()
+    yield from launch_chromium()
 
 
 @pytest.fixture(scope="module")
