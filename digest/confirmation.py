@@ -72,26 +72,25 @@ class ConfirmationRenderer(Renderer):
 
     def render_confirmation(self, content: ConfirmationContent, link: str) -> Rendered:
         settings = self.settings
-        context: dict[str, Any] = {
-            "site": {
-                "name": settings.site_name,
-                "url": settings.site_url,
-                "postal_address": settings.postal_address,
-                "language": settings.language,
-            },
-            "sender_name": settings.sender_name,
-            "palette": self.palette,
+        values = {
             "categories": list(content.categories),
             "frequency": content.frequency,
             "expires": f"{content.expires.astimezone(settings.zone):%d %B %Y}".lstrip("0"),
             "link": link,
         }
-        subject = " ".join(self._render(CONFIRM_SUBJECT, context).split())
+        return self.render_notice((CONFIRM_SUBJECT, CONFIRM_MJML, CONFIRM_TEXT), values)
+
+    def render_notice(self, templates: tuple[str, str, str], values: dict[str, Any]) -> Rendered:
+        """A short email (a confirmation, a reader's links) from its subject, MJML and text
+        templates, with the digest's stylesheet and ``values`` added to the base context."""
+        subject_template, mjml_template, text_template = templates
+        context = self.base_context() | values
+        subject = " ".join(self._render(subject_template, context).split())
         context["subject"] = subject
         html = self.mjml_to_html(
-            self._render(CONFIRM_MJML, context), self._render(DIGEST_CSS, context)
+            self._render(mjml_template, context), self._render(DIGEST_CSS, context)
         )
-        lines = self._render(CONFIRM_TEXT, context).strip().splitlines()
+        lines = self._render(text_template, context).strip().splitlines()
         text = "\n".join(line.rstrip() for line in lines) + "\n"
         return Rendered(subject=subject, html=html, text=text)
 

@@ -139,10 +139,10 @@ class Renderer:
         """The MJML source of a digest, before it is compiled (for MJML's validator)."""
         return self._render(DIGEST_MJML, self.context(content, links))
 
-    def context(self, content: DigestContent, links: Links) -> dict[str, Any]:
-        """What the digest templates see, subject and preheader included."""
+    def base_context(self) -> dict[str, Any]:
+        """What every email template sees: the site, the sender's name and the palette."""
         settings = self.settings
-        context: dict[str, Any] = {
+        return {
             "site": {
                 "name": settings.site_name,
                 "url": settings.site_url,
@@ -150,10 +150,12 @@ class Renderer:
                 "language": settings.language,
             },
             "sender_name": settings.sender_name,
-            "digest": content,
-            "links": links,
             "palette": self.palette,
         }
+
+    def context(self, content: DigestContent, links: Links) -> dict[str, Any]:
+        """What the digest templates see, subject and preheader included."""
+        context = self.base_context() | {"digest": content, "links": links}
         subject = " ".join(self._render(DIGEST_SUBJECT, context).split())
         context["subject"] = subject
         context["preheader"] = "; ".join(card.title for card in content.cards[:3])

@@ -11,12 +11,11 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, make_msgid
-from typing import Any
 
 from digest.config import Settings
 from digest.confirmation import ConfirmationRenderer
 from digest.message import one_line
-from digest.render import DIGEST_CSS, Rendered
+from digest.render import Rendered
 from digest.transports.base import Envelope, Transport
 
 LINKS_MJML = "email/links.mjml.j2"
@@ -35,25 +34,11 @@ def unsubscribe_link(settings: Settings, token: str) -> str:
 
 def render_links(renderer: ConfirmationRenderer, token: str) -> Rendered:
     settings = renderer.settings
-    context: dict[str, Any] = {
-        "site": {
-            "name": settings.site_name,
-            "url": settings.site_url,
-            "postal_address": settings.postal_address,
-            "language": settings.language,
-        },
-        "sender_name": settings.sender_name,
-        "palette": renderer.palette,
+    values = {
         "preferences": preferences_link(settings, token),
         "unsubscribe": unsubscribe_link(settings, token),
     }
-    subject = " ".join(renderer._render(LINKS_SUBJECT, context).split())
-    context["subject"] = subject
-    html = renderer.mjml_to_html(
-        renderer._render(LINKS_MJML, context), renderer._render(DIGEST_CSS, context)
-    )
-    lines = renderer._render(LINKS_TEXT, context).strip().splitlines()
-    return Rendered(subject, html, "\n".join(line.rstrip() for line in lines) + "\n")
+    return renderer.render_notice((LINKS_SUBJECT, LINKS_MJML, LINKS_TEXT), values)
 
 
 def build_links_message(
