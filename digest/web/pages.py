@@ -272,24 +272,25 @@ def register(app: Flask, web: WebApp) -> None:
 
     # ------------------------------------------------------------------ confirmation
 
-    @app.get("/confirm/<token>")
-    def confirm_page(token: str) -> Page:
+    def unusable_confirmation(token: str) -> Page | None:
+        """The page for a confirmation link that is unknown or expired; None if usable."""
         with web.factory() as session:
             state = confirmation_state(session, token, now=web.now())
         if state == LinkState.UNKNOWN:
             return not_found()
         if state == LinkState.EXPIRED:
             return render_template("site/confirm_expired.html"), 410
-        return render_template("site/confirm.html", token=token), 200
+        return None
+
+    @app.get("/confirm/<token>")
+    def confirm_page(token: str) -> Page:
+        unusable = unusable_confirmation(token)
+        return unusable or (render_template("site/confirm.html", token=token), 200)
 
     @app.post("/confirm/<token>")
     def confirm(token: str) -> Page:
-        with web.factory() as session:
-            state = confirmation_state(session, token, now=web.now())
-        if state == LinkState.UNKNOWN:
-            return not_found()
-        if state == LinkState.EXPIRED:
-            return render_template("site/confirm_expired.html"), 410
+        if unusable := unusable_confirmation(token):
+            return unusable
         with transaction(web.factory) as session:
             subscriber = service.confirm_with_token(session, token, now=web.now())
             reader, own = reader_of(subscriber), subscriber.token
