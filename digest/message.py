@@ -132,11 +132,7 @@ _Q_ESCAPES = {b: f"={b:02X}" for b in range(256) if chr(b) not in _Q_PLAIN} | {3
 
 
 def _q_char(char: str) -> str:
-    if char in _Q_PLAIN:
-        return char
-    if char == " ":
-        return "_"
-    return "".join(f"={b:02X}" for b in char.encode("utf-8"))
+    return char.encode("utf-8").decode("latin-1").translate(_Q_ESCAPES)
 
 
 def encoded_words(text: str) -> list[str]:
