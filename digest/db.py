@@ -7,13 +7,27 @@ on SQLite and PostgreSQL alike.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import DateTime, Engine, MetaData, String, TypeDecorator, create_engine, event
+from sqlalchemy import (
+    DateTime,
+    Engine,
+    MetaData,
+    String,
+    Table,
+    TypeDecorator,
+    bindparam,
+    create_engine,
+    event,
+    insert,
+    update,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.expression import ClauseElement
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -49,6 +63,113 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=dt.UTC)
         return value.astimezone(dt.UTC)
+
+    # On SQLite, one function each way instead of SQLAlchemy's DATETIME processor wrapped
+    # in the two above: a million readers' times are read in a plan.
+
+    def bind_processor(self, dialect: Dialect) -> Callable[[Any], Any] | None:
+        if dialect.name == "sqlite":
+            return _sqlite_bind
+        return super().bind_processor(dialect)
+
+    def result_processor(self, dialect: Dialect, coltype: object) -> Callable[[Any], Any] | None:
+        if dialect.name == "sqlite":
+            return _sqlite_result
+        return super().result_processor(dialect, coltype)
+
+
+def _sqlite_bind(value: dt.datetime | None) -> str | None:
+    return None if value is None else _sqlite_time(value)
+
+
+def _sqlite_result(value: str | dt.datetime | None) -> dt.datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:  # stored naive, in UTC; parsing the offset is 5x faster than .replace()
+            parsed = dt.datetime.fromisoformat(value + "+00:00")
+        except ValueError:  # an offset already
+            parsed = dt.datetime.fromisoformat(value)
+        if parsed.tzinfo is dt.UTC:
+            return parsed
+        value = parsed
+    if value.tzinfo is None:
+        return value.replace(tzinfo=dt.UTC)
+    return value.astimezone(dt.UTC)
+
+
+def driver_time(dialect: Dialect) -> Callable[[dt.datetime], Any]:
+    """What :class:`UTCDateTime` hands this dialect's driver for an aware datetime, as one
+    function: values for :func:`insert_many` and :func:`update_many`. On SQLite it is the
+    text SQLAlchemy stores (``YYYY-MM-DD HH:MM:SS.ffffff``, UTC)."""
+    if dialect.name == "sqlite":
+        return _sqlite_time
+    return _utc
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    if value.tzinfo is None:
+        raise ValueError(f"naive datetime {value!r}: pass a timezone-aware value")
+    return value.astimezone(dt.UTC)
+
+
+def _sqlite_time(value: dt.datetime) -> str:
+    if value.tzinfo is not dt.UTC:
+        value = _utc(value)
+    return value.isoformat(" ", "microseconds")[:26]  # without "+00:00"
+
+
+def insert_many(
+    session: Session, table: Table, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+) -> None:
+    """INSERT ``rows`` (tuples of values for ``columns``) in one driver ``executemany``.
+
+    For the ledger's hot paths: the statement is compiled once and no per-row type
+    processing runs, so values must already be in the driver's form (times through
+    :func:`driver_time`). About a third of the cost of SQLAlchemy's own executemany."""
+    if rows:
+        _executemany(session, insert(table), list(columns), list(columns), rows)
+
+
+def update_many(
+    session: Session, table: Table, rows: Sequence[Mapping[str, Any]], *, key: str = "id"
+) -> None:
+    """UPDATE one row per dict of ``rows`` (the same columns in the same order in each),
+    found by column ``key``, in one driver ``executemany``; values as for
+    :func:`insert_many`."""
+    if not rows:
+        return
+    columns = list(rows[0])
+    statement = (
+        update(table)
+        .where(table.c[key] == bindparam(f"_{key}"))
+        .values({name: bindparam(f"_{name}") for name in columns if name != key})
+    )
+    _executemany(session, statement, columns, None, [tuple(row.values()) for row in rows])
+
+
+def _executemany(
+    session: Session,
+    statement: ClauseElement,
+    columns: list[str],
+    column_keys: list[str] | None,
+    rows: Sequence[Sequence[Any]],
+) -> None:
+    """Run ``statement`` once per row of values for ``columns``, bound as parameters named
+    after the columns (``column_keys`` given) or ``_`` and the column's name."""
+    connection = session.connection()
+    compiled = statement.compile(dialect=connection.dialect, column_keys=column_keys)
+    assert isinstance(compiled, SQLCompiler)
+    binds = [name if column_keys is not None else f"_{name}" for name in columns]
+    params: Sequence[Any]
+    if not compiled.positional:
+        params = [dict(zip(binds, row, strict=True)) for row in rows]
+    elif list(compiled.positiontup or ()) == binds:
+        params = rows
+    else:
+        order = [binds.index(bind) for bind in compiled.positiontup or ()]
+        params = [tuple([row[i] for i in order]) for row in rows]
+    connection.exec_driver_sql(compiled.string, params)
 
 
 class Category(Base):
