@@ -7,18 +7,23 @@ to ``queued`` with ``detail = IN_FLIGHT`` and keeps its Message-ID, so a resend 
 
 from __future__ import annotations
 
+import datetime as dt
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from digest.db import transaction, utcnow
+from digest.db import driver_time, transaction, update_many, utcnow
 from digest.models import Delivery, DeliveryStatus, Edition, EditionStatus, Variant
 from subscribers.models import Subscriber
 
 DELIVERIES = Delivery.metadata.tables[Delivery.__tablename__]
+EDITIONS = Edition.metadata.tables[Edition.__tablename__]
+SUBSCRIBERS = Subscriber.metadata.tables[Subscriber.__tablename__]
+#: Columns of times in outcomes given to :func:`record`.
+_TIMES = frozenset({"updated_at", "sent_at"})
 #: Rows that still have to go out.
 CLAIMABLE = (DeliveryStatus.QUEUED.value, DeliveryStatus.DEFERRED.value)
 PENDING = (*CLAIMABLE, DeliveryStatus.SENDING.value)
@@ -27,9 +32,9 @@ IN_FLIGHT = "in flight during a crash; sent again with its original Message-ID"
 GAVE_UP = "gave up after"
 
 
-@dataclass(frozen=True, slots=True)
-class Claim:
-    """A ledger row claimed for sending, with what the message needs."""
+class Claim(NamedTuple):
+    """A ledger row claimed for sending, with what the message needs (a named tuple: a
+    batch makes hundreds of them at a time)."""
 
     delivery_id: int
     variant_id: int
@@ -100,47 +105,47 @@ def claim(
     None when the edition was cancelled or paused (nothing is claimed then). On PostgreSQL,
     rows another worker is claiming are skipped (``FOR UPDATE SKIP LOCKED``)."""
     with transaction(factory) as session:
-        status = session.scalar(select(Edition.status).where(Edition.id == edition_id))
+        status = session.scalar(select(EDITIONS.c.status).where(EDITIONS.c.id == edition_id))
         if status in (EditionStatus.CANCELLED, EditionStatus.PAUSED):
             return None
         ids_query = (
-            select(Delivery.id)
+            select(DELIVERIES.c.id)
             .where(
-                Delivery.edition_id == edition_id,
-                Delivery.status.in_(statuses),
-                Delivery.id > after,
+                DELIVERIES.c.edition_id == edition_id,
+                DELIVERIES.c.status.in_(statuses),
+                DELIVERIES.c.id > after,
             )
-            .order_by(Delivery.id)
+            .order_by(DELIVERIES.c.id)
             .limit(limit)
         )
         if session.get_bind().dialect.name == "postgresql":
             ids_query = ids_query.with_for_update(skip_locked=True)
-        ids = list(session.scalars(ids_query))
+        ids = session.scalars(ids_query).all()
         if not ids:
             return []
         rows = session.execute(
             select(
-                Delivery.id,
-                Delivery.variant_id,
-                Delivery.message_id,
-                Delivery.status,
-                Delivery.attempts,
-                Delivery.detail,
-                Subscriber.email,
-                Subscriber.name,
-                Subscriber.token,
-                Subscriber.status,
+                DELIVERIES.c.id,
+                DELIVERIES.c.variant_id,
+                DELIVERIES.c.message_id,
+                DELIVERIES.c.status,
+                DELIVERIES.c.attempts,
+                DELIVERIES.c.detail,
+                SUBSCRIBERS.c.email,
+                SUBSCRIBERS.c.name,
+                SUBSCRIBERS.c.token,
+                SUBSCRIBERS.c.status,
             )
-            .outerjoin(Subscriber, Subscriber.id == Delivery.subscriber_id)
-            .where(Delivery.id.in_(ids))
-            .order_by(Delivery.id)
+            .outerjoin(SUBSCRIBERS, SUBSCRIBERS.c.id == DELIVERIES.c.subscriber_id)
+            .where(DELIVERIES.c.id.in_(ids))
+            .order_by(DELIVERIES.c.id)
         ).all()
         session.execute(
-            update(Delivery)
-            .where(Delivery.id.in_(ids))
+            update(DELIVERIES)
+            .where(DELIVERIES.c.id.in_(ids))
             .values(
                 status=DeliveryStatus.SENDING.value,
-                attempts=Delivery.attempts + 1,
+                attempts=DELIVERIES.c.attempts + 1,
                 updated_at=utcnow(),
             )
         )
@@ -151,24 +156,27 @@ def claim(
 
 
 def record(factory: sessionmaker[Session], outcomes: Sequence[dict[str, object]]) -> None:
-    """Write a batch's outcomes (dicts with ``id`` and the changed columns) in one
-    transaction: one Core executemany per set of changed columns."""
+    """Write a batch's outcomes (dicts with ``id`` and the changed columns; outcomes of one
+    kind list their columns in the same order) in one transaction: one driver executemany
+    per set of changed columns."""
     if not outcomes:
         return
-    groups: dict[tuple[str, ...], list[dict[str, object]]] = {}
-    for outcome in outcomes:
-        columns = tuple(sorted(key for key in outcome if key != "id"))
-        groups.setdefault(columns, []).append(
-            {"b_id": outcome["id"], **{f"b_{key}": outcome[key] for key in columns}}
-        )
     with transaction(factory) as session:
-        for columns, rows in groups.items():
-            statement = (
-                update(DELIVERIES)
-                .where(DELIVERIES.c.id == bindparam("b_id"))
-                .values({key: bindparam(f"b_{key}") for key in columns})
-            )
-            session.execute(statement, rows)
+        time = driver_time(session.get_bind().dialect)
+        times: dict[dt.datetime, object] = {}  # sent_at is updated_at: one conversion
+        groups: dict[tuple[str, ...], list[dict[str, object]]] = {}
+        for outcome in outcomes:
+            row = dict(outcome)
+            for key in _TIMES.intersection(row):
+                value = row[key]
+                assert isinstance(value, dt.datetime)
+                converted = times.get(value)
+                if converted is None:
+                    converted = times[value] = time(value)
+                row[key] = converted
+            groups.setdefault(tuple(row), []).append(row)
+        for rows in groups.values():
+            update_many(session, DELIVERIES, rows)
 
 
 def release(factory: sessionmaker[Session], claims: Sequence[Claim]) -> None:

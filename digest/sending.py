@@ -108,14 +108,19 @@ class Sender:
     def _one(self, item: Claim) -> dict[str, object] | TransportUnavailable:
         if self._down is not None:
             return self._down  # the server is down: leave the row untouched
-        row: dict[str, object] = {"id": item.delivery_id, "updated_at": utcnow()}
+        row: dict[str, object] = {"id": item.delivery_id}
         if item.address is None or item.token is None:
-            row.update(status=DeliveryStatus.SKIPPED.value, detail="subscriber was erased")
+            row.update(
+                status=DeliveryStatus.SKIPPED.value,
+                detail="subscriber was erased",
+                updated_at=utcnow(),
+            )
             return row
         if item.subscriber_status != Status.ACTIVE:
             row.update(
                 status=DeliveryStatus.SKIPPED.value,
                 detail=f"subscriber is {item.subscriber_status} since planning",
+                updated_at=utcnow(),
             )
             return row
         out = self.outbound
@@ -138,11 +143,12 @@ class Sender:
                 self._down = self._down or exc
             return exc
         except DeliveryFailed as exc:
-            row.update(_failure(item, exc))
+            row.update(_failure(item, exc), updated_at=utcnow())
             self._temporary(not exc.permanent)
             return row
         self._temporary(False)
-        row.update(status=DeliveryStatus.SENT.value, sent_at=utcnow(), detail=reply)
+        now = utcnow()
+        row.update(status=DeliveryStatus.SENT.value, detail=reply, sent_at=now, updated_at=now)
         return row
 
     def _temporary(self, failed: bool) -> None:
