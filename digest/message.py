@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass
 from email.headerregistry import Address
 from email.utils import format_datetime, formataddr
+from typing import NamedTuple
 
 from digest.config import Settings
 from digest.errors import MessageError
@@ -34,9 +35,8 @@ _PLAIN_NAME = re.compile(r"[A-Za-z0-9 .'_-]{1,60}")
 _MESSAGE_ID = re.compile(r"<[^@\s<>]+@[^@\s<>]+>")
 
 
-@dataclass(frozen=True, slots=True)
-class Recipient:
-    """The per-recipient values spliced into a template."""
+class Recipient(NamedTuple):
+    """The per-recipient values spliced into a template (one per message sent)."""
 
     address: str
     name: str | None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 #: (sorted category ids, summary ids newest first): readers with equal keys share one email.
 VariantKey = tuple[tuple[int, ...], tuple[int, ...]]
@@ -25,9 +26,9 @@ class ItemRef:
     category_ids: frozenset[int]
 
 
-@dataclass(frozen=True, slots=True)
-class Reader:
-    """What selection needs to know of a subscriber."""
+class Reader(NamedTuple):
+    """What selection needs to know of a subscriber (a named tuple: a plan makes one per
+    subscriber)."""
 
     subscriber_id: int
     category_ids: frozenset[int]

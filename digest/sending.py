@@ -28,6 +28,8 @@ from digest.ratelimit import RateLimiter
 from digest.transports.base import DeliveryFailed, Envelope, Transport
 from subscribers.models import Status
 
+_SENT = DeliveryStatus.SENT.value  # read once: an enum's .value is a property
+
 #: A temporary failure is retried until a delivery has had this many attempts.
 MAX_ATTEMPTS = 5
 #: Temporary failures in a row that mean the server is down: the run stops.
@@ -148,7 +150,7 @@ class Sender:
             return row
         self._temporary(False)
         now = utcnow()
-        row.update(status=DeliveryStatus.SENT.value, detail=reply, sent_at=now, updated_at=now)
+        row.update(status=_SENT, detail=reply, sent_at=now, updated_at=now)
         return row
 
     def _temporary(self, failed: bool) -> None:

@@ -6,15 +6,13 @@ Transports only deliver. Retries, rate limits and the ledger live in
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from types import TracebackType
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from digest.errors import TransportError
 
 
-@dataclass(frozen=True, slots=True)
-class Envelope:
+class Envelope(NamedTuple):
     """SMTP envelope plus where the message belongs (for transports that file messages)."""
 
     sender: str
