@@ -7,7 +7,7 @@ on SQLite and PostgreSQL alike.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -132,20 +132,24 @@ def insert_many(
 
 
 def update_many(
-    session: Session, table: Table, rows: Sequence[Mapping[str, Any]], *, key: str = "id"
+    session: Session,
+    table: Table,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    *,
+    key: str = "id",
 ) -> None:
-    """UPDATE one row per dict of ``rows`` (the same columns in the same order in each),
-    found by column ``key``, in one driver ``executemany``; values as for
+    """UPDATE one row per tuple of values for ``columns``, found by the value of column
+    ``key`` (one of ``columns``), in one driver ``executemany``; values as for
     :func:`insert_many`."""
     if not rows:
         return
-    columns = list(rows[0])
     statement = (
         update(table)
         .where(table.c[key] == bindparam(f"_{key}"))
         .values({name: bindparam(f"_{name}") for name in columns if name != key})
     )
-    _executemany(session, statement, columns, None, [tuple(row.values()) for row in rows])
+    _executemany(session, statement, list(columns), None, rows)
 
 
 def _executemany(

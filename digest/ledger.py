@@ -22,8 +22,6 @@ from subscribers.models import Subscriber
 DELIVERIES = Delivery.metadata.tables[Delivery.__tablename__]
 EDITIONS = Edition.metadata.tables[Edition.__tablename__]
 SUBSCRIBERS = Subscriber.metadata.tables[Subscriber.__tablename__]
-#: Columns of times in outcomes given to :func:`record`.
-_TIMES = frozenset({"updated_at", "sent_at"})
 #: Rows that still have to go out.
 CLAIMABLE = (DeliveryStatus.QUEUED.value, DeliveryStatus.DEFERRED.value)
 PENDING = (*CLAIMABLE, DeliveryStatus.SENDING.value)
@@ -163,20 +161,19 @@ def record(factory: sessionmaker[Session], outcomes: Sequence[dict[str, object]]
         return
     with transaction(factory) as session:
         time = driver_time(session.get_bind().dialect)
-        times: dict[dt.datetime, object] = {}  # sent_at is updated_at: one conversion
-        groups: dict[tuple[str, ...], list[dict[str, object]]] = {}
+        last: tuple[object, object] = (None, None)  # sent_at is updated_at: one conversion
+        groups: dict[tuple[str, ...], list[tuple[object, ...]]] = {}
         for outcome in outcomes:
-            row = dict(outcome)
-            for key in _TIMES.intersection(row):
-                value = row[key]
-                assert isinstance(value, dt.datetime)
-                converted = times.get(value)
-                if converted is None:
-                    converted = times[value] = time(value)
-                row[key] = converted
-            groups.setdefault(tuple(row), []).append(row)
-        for rows in groups.values():
-            update_many(session, DELIVERIES, rows)
+            values = []
+            for value in outcome.values():
+                if isinstance(value, dt.datetime):
+                    if value is not last[0]:
+                        last = (value, time(value))
+                    value = last[1]
+                values.append(value)
+            groups.setdefault(tuple(outcome), []).append(tuple(values))
+        for columns, rows in groups.items():
+            update_many(session, DELIVERIES, columns, rows)
 
 
 def release(factory: sessionmaker[Session], claims: Sequence[Claim]) -> None:

@@ -94,9 +94,10 @@ def test_insert_many_and_update_many_write_what_the_orm_reads(
         update_many(
             session,
             DELIVERIES,
-            [  # columns in another order than the table's, "id" not first
-                {"detail": "250 ok", "id": ids[0], "sent_at": time(MOMENTS[2]), "status": "sent"},
-                {"detail": "250 ok", "id": ids[2], "sent_at": time(MOMENTS[1]), "status": "sent"},
+            ("detail", "id", "sent_at", "status"),  # not the table's order, "id" not first
+            [
+                ("250 ok", ids[0], time(MOMENTS[2]), "sent"),
+                ("250 ok", ids[2], time(MOMENTS[1]), "sent"),
             ],
         )
     with factory() as session:
