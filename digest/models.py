@@ -137,9 +137,9 @@ class Delivery(Base):
     __tablename__ = "deliveries"
     __table_args__ = (
         UniqueConstraint("edition_id", "subscriber_id"),
-        # No index holds ``status``: every row changes status twice as it is sent, and
-        # moving index entries was half the cost of those updates. Rows of an edition are
-        # read in id order (claims) or counted by scanning that edition's rows.
+        # No index is keyed on ``status``: every row changes status twice as it is sent,
+        # and moving index entries was half the cost of those updates. Rows of an edition
+        # are read in id order (claims) or counted by scanning that edition's rows.
         Index("ix_deliveries_edition_id_id", "edition_id", "id"),
         Index("ix_deliveries_subscriber_id", "subscriber_id"),
         # The last edition each reader was sent (planning): only rows ``sent`` are in it.

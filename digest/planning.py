@@ -103,6 +103,9 @@ def iter_readers(
         )
         .scalar_subquery()
     )
+    # In the select list, not the WHERE clause: as an anti join, PostgreSQL (whose
+    # statistics still see no row of this edition) compared each reader with every row
+    # planned so far, quadratic in the edition's size; as a subquery it is one index probe.
     planned = exists().where(
         DELIVERIES.c.edition_id == edition.id, DELIVERIES.c.subscriber_id == SUBSCRIBERS.c.id
     )
@@ -115,13 +118,13 @@ def iter_readers(
             SUBSCRIBERS.c.timezone,
             categories,
             last_cutoff,
+            planned,
         )
         .where(
             SUBSCRIBERS.c.status == Status.ACTIVE.value,
             SUBSCRIBERS.c.active_since.is_not(None),
             SUBSCRIBERS.c.active_since <= edition.cutoff,
             ~exists().where(SUPPRESSIONS.c.email_hash == SUBSCRIBERS.c.email_hash),
-            ~planned,
             SUBSCRIBERS.c.id > bindparam("after"),
         )
         .order_by(SUBSCRIBERS.c.id)
@@ -135,7 +138,9 @@ def iter_readers(
             return
         after = rows[-1][0]
         readers = []
-        for reader_id, active_since, frequency, paused_until, zone, chosen, last in rows:
+        for reader_id, active_since, frequency, paused_until, zone, chosen, last, done in rows:
+            if done:  # planned by an earlier, interrupted run
+                continue
             category_ids = category_sets.get(chosen)
             if category_ids is None:  # one parse per distinct set (255 with 8 categories)
                 category_ids = category_sets[chosen] = frozenset(map(int, chosen.split(",")))

@@ -8,13 +8,14 @@ import email.policy
 from dataclasses import replace
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest.config import Settings, parse_smtp_url
 from digest.delivery import run_edition
 from digest.errors import TransportUnavailable
 from digest.models import Delivery, DeliveryStatus, Edition, EditionStatus
+from digest.planning import get_or_create_edition, plan_edition
 from digest.transports import MemoryTransport, SmtpTransport
 from subscribers import service
 from tests.conftest import NOW, SmtpServer, add_categories, add_reader, add_summary, free_port
@@ -200,6 +201,26 @@ def test_crash_while_sending_resends_only_in_flight_rows_with_same_message_id(
         for _, raw in again.outbox
     }
     assert resent == in_flight
+    assert set(ledger(factory).values()) == {"sent"}
+
+
+@pytest.mark.usefixtures("week")
+def test_a_plan_interrupted_midway_is_completed_by_the_next_run(
+    db_settings: Settings, engine, factory
+) -> None:
+    edition, _ = get_or_create_edition(factory, "2026-W48", now=NOW)
+    assert edition is not None
+    assert plan_edition(factory, db_settings, edition, now=NOW).queued == 4
+    with factory.begin() as session:  # as if the plan had died after its first readers
+        last_two = session.scalars(select(Delivery.id).order_by(Delivery.id.desc()).limit(2))
+        session.execute(delete(Delivery).where(Delivery.id.in_(list(last_two))))
+    kept = set(ledger(factory))
+    assert plan_edition(factory, db_settings, edition, now=NOW).queued == 2
+    assert plan_edition(factory, db_settings, edition, now=NOW).queued == 0
+    memory = MemoryTransport()
+    report = run_edition(db_settings, memory, now=NOW, key="2026-W48", engine=engine)
+    assert report.sent == 4 and len(kept) == 2
+    assert sorted(envelope.recipient for envelope, _ in memory.outbox) == sorted(ledger(factory))
     assert set(ledger(factory).values()) == {"sent"}
 
 
