@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from sqlalchemy import func, select, update
+from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest.db import driver_time, transaction, update_many, utcnow
@@ -106,8 +106,22 @@ def claim(
         status = session.scalar(select(EDITIONS.c.status).where(EDITIONS.c.id == edition_id))
         if status in (EditionStatus.CANCELLED, EditionStatus.PAUSED):
             return None
-        ids_query = (
-            select(DELIVERIES.c.id)
+        # One query: the outer join keeps deliveries the driving table, read in id order
+        # through ix_deliveries_edition_id_id up to ``limit`` rows.
+        query = (
+            select(
+                DELIVERIES.c.id,
+                DELIVERIES.c.variant_id,
+                DELIVERIES.c.message_id,
+                DELIVERIES.c.status,
+                DELIVERIES.c.attempts + 1,
+                case((DELIVERIES.c.detail == IN_FLIGHT, True), else_=False),
+                SUBSCRIBERS.c.email,
+                SUBSCRIBERS.c.name,
+                SUBSCRIBERS.c.token,
+                SUBSCRIBERS.c.status,
+            )
+            .outerjoin(SUBSCRIBERS, SUBSCRIBERS.c.id == DELIVERIES.c.subscriber_id)
             .where(
                 DELIVERIES.c.edition_id == edition_id,
                 DELIVERIES.c.status.in_(statuses),
@@ -117,40 +131,20 @@ def claim(
             .limit(limit)
         )
         if session.get_bind().dialect.name == "postgresql":
-            ids_query = ids_query.with_for_update(skip_locked=True)
-        ids = session.scalars(ids_query).all()
-        if not ids:
+            query = query.with_for_update(of=DELIVERIES, skip_locked=True)
+        claims = list(map(Claim._make, session.execute(query)))
+        if not claims:
             return []
-        rows = session.execute(
-            select(
-                DELIVERIES.c.id,
-                DELIVERIES.c.variant_id,
-                DELIVERIES.c.message_id,
-                DELIVERIES.c.status,
-                DELIVERIES.c.attempts,
-                DELIVERIES.c.detail,
-                SUBSCRIBERS.c.email,
-                SUBSCRIBERS.c.name,
-                SUBSCRIBERS.c.token,
-                SUBSCRIBERS.c.status,
-            )
-            .outerjoin(SUBSCRIBERS, SUBSCRIBERS.c.id == DELIVERIES.c.subscriber_id)
-            .where(DELIVERIES.c.id.in_(ids))
-            .order_by(DELIVERIES.c.id)
-        ).all()
         session.execute(
             update(DELIVERIES)
-            .where(DELIVERIES.c.id.in_(ids))
+            .where(DELIVERIES.c.id.in_([c.delivery_id for c in claims]))
             .values(
                 status=DeliveryStatus.SENDING.value,
                 attempts=DELIVERIES.c.attempts + 1,
                 updated_at=utcnow(),
             )
         )
-    return [
-        Claim(r[0], r[1], r[2], r[3], r[4] + 1, r[5] == IN_FLIGHT, r[6], r[7], r[8], r[9])
-        for r in rows
-    ]
+    return claims
 
 
 def record(factory: sessionmaker[Session], outcomes: Sequence[dict[str, object]]) -> None:
