@@ -51,18 +51,12 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
     def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> Any:
         if value is None:
             return None
-        if value.tzinfo is None:
-            raise ValueError(f"naive datetime {value!r}: pass a timezone-aware value")
-        value = value.astimezone(dt.UTC)
+        value = _utc(value)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value: Any, dialect: Dialect) -> dt.datetime | None:
-        if value is None:
-            return None
-        assert isinstance(value, dt.datetime)
-        if value.tzinfo is None:
-            return value.replace(tzinfo=dt.UTC)
-        return value.astimezone(dt.UTC)
+        assert value is None or isinstance(value, dt.datetime)
+        return None if value is None else _as_utc(value)
 
     # On SQLite, one function each way instead of SQLAlchemy's DATETIME processor wrapped
     # in the two above: a million readers' times are read in a plan.
@@ -83,16 +77,19 @@ def _sqlite_bind(value: dt.datetime | None) -> str | None:
 
 
 def _sqlite_result(value: str | dt.datetime | None) -> dt.datetime | None:
-    if value is None:
-        return None
     if isinstance(value, str):
+        stored = value
         try:  # stored naive, in UTC; parsing the offset is 5x faster than .replace()
-            parsed = dt.datetime.fromisoformat(value + "+00:00")
-        except ValueError:  # an offset already
-            parsed = dt.datetime.fromisoformat(value)
-        if parsed.tzinfo is dt.UTC:
-            return parsed
-        value = parsed
+            value = dt.datetime.fromisoformat(stored + "+00:00")
+        except ValueError:  # it has an offset already
+            value = dt.datetime.fromisoformat(stored)
+    return None if value is None else _as_utc(value)
+
+
+def _as_utc(value: dt.datetime) -> dt.datetime:
+    """``value`` in UTC, aware; a naive value read back is UTC already."""
+    if value.tzinfo is dt.UTC:
+        return value
     if value.tzinfo is None:
         return value.replace(tzinfo=dt.UTC)
     return value.astimezone(dt.UTC)

@@ -128,7 +128,7 @@ class DeliveryStatus(enum.StrEnum):
 
 #: The condition of the partial index of rows sent; a query that should use that index
 #: repeats it as it is (with a literal, not a bound parameter).
-SENT_ROWS = "status = 'sent'"
+SENT_ROWS = f"status = '{DeliveryStatus.SENT.value}'"
 
 
 class Delivery(Base):
