@@ -48,6 +48,7 @@ default_internal_user = {internal_user}
 first_valid_uid = 1
 disable_plaintext_auth = no
 auth_mechanisms = plain login
+auth_username_chars =
 mail_location = maildir:~/Maildir
 {ssl}
 passdb {{
@@ -101,11 +102,13 @@ class Dovecot:
     def log_size(self) -> int:
         return self.log_path.stat().st_size if self.log_path.exists() else 0
 
-    def add_account(self) -> ImapAccount:
-        """An unused user, with an empty mailbox."""
-        if not self.accounts:
-            pytest.fail(f"all {ACCOUNTS} users of the test Dovecot are used: raise ACCOUNTS")
-        return self.accounts.pop(0)
+    def add_account(self, *, non_ascii: bool = False) -> ImapAccount:
+        """An unused user, with an empty mailbox; with ``non_ascii``, one whose user name
+        and password have letters beyond ASCII."""
+        for number, account in enumerate(self.accounts):
+            if account.user.isascii() != non_ascii:
+                return self.accounts.pop(number)
+        pytest.fail(f"all {ACCOUNTS} users of the test Dovecot are used: raise ACCOUNTS")
 
 
 @dataclass
@@ -117,13 +120,18 @@ class ImapAccount:
     def url(self, mailbox: str = "INBOX", *, password: str | None = None, tls: bool = False) -> str:
         secret = quote(self.password if password is None else password, safe="")
         scheme, port = ("imaps", self.server.tls_port) if tls else ("imap", self.server.port)
-        return f"{scheme}://{self.user}:{secret}@{HOST}:{port}/{quote(mailbox)}"
+        user = quote(self.user, safe="")
+        return f"{scheme}://{user}:{secret}@{HOST}:{port}/{quote(mailbox)}"
 
     @contextlib.contextmanager
     def client(self) -> Iterator[imaplib.IMAP4]:
         client = imaplib.IMAP4(HOST, self.server.port, timeout=10)
         try:
-            client.login(self.user, self.password)
+            if self.user.isascii() and self.password.isascii():
+                client.login(self.user, self.password)
+            else:  # LOGIN takes only ASCII; PLAIN carries UTF-8 (RFC 4616)
+                plain = f"\0{self.user}\0{self.password}".encode()
+                client.authenticate("PLAIN", lambda _challenge: plain)
             yield client
         finally:
             with contextlib.suppress(OSError, imaplib.IMAP4.error):
@@ -170,11 +178,14 @@ def _certificate(root: Path) -> Path | None:
 
 
 def _write_users(root: Path, uid: int, gid: int) -> list[tuple[str, str]]:
-    """The passwd-file: ACCOUNTS users, each with a home of its own for its Maildir."""
+    """The passwd-file: ACCOUNTS users, each with a home of its own for its Maildir; one
+    in ten has a user name and password beyond ASCII."""
     accounts = []
     for number in range(ACCOUNTS):
-        user = f"user{number}"
+        user = f"jürgen{number}" if number % 10 == 9 else f"user{number}"
         password = f"p@ss/{secrets.token_hex(6)}"  # characters the URL must percent-encode
+        if not user.isascii():
+            password = f"pässwört/{secrets.token_hex(6)}"
         accounts.append((user, password))
     lines = [f"{u}:{{PLAIN}}{p}:{uid}:{gid}::{root}/mail/{u}::\n" for u, p in accounts]
     (root / "users").write_text("".join(lines), encoding="utf-8")

@@ -96,6 +96,21 @@ def test_a_wrong_password_is_one_line_naming_the_server(config: Path, account: I
     assert line == "Error: IMAP 127.0.0.1: [AUTHENTICATIONFAILED] Authentication failed."
 
 
+def test_a_user_name_and_password_beyond_ascii_log_in(
+    week: Sent, config: Path, factory: sessionmaker[Session], tmp_path: Path, dovecot: Dovecot
+) -> None:
+    account = dovecot.add_account(non_ascii=True)  # such as jürgen9 and pässwört/...
+    account.append(sample(tmp_path, "postfix_hard.eml", week, READERS[0]).read_bytes())
+    result = digest(config, "bounces", "process", "--imap", account.url())
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith(f"imap/1: hard bounce 5.1.1 for {READERS[0]}")
+    assert status_of(factory, READERS[0]) == "bounced"
+    assert account.uids("UNSEEN") == []
+
+    wrong = digest(config, "bounces", "process", "--imap", account.url(password="wröng"))
+    assert one_error_line(wrong).startswith("Error: IMAP 127.0.0.1: [AUTHENTICATIONFAILED]")
+
+
 def test_a_missing_mailbox_is_named(config: Path, account: ImapAccount) -> None:
     result = digest(config, "bounces", "process", "--imap", account.url("Bounces"))
     assert one_error_line(result) == "Error: IMAP 127.0.0.1: no mailbox 'Bounces'"

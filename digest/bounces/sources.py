@@ -82,7 +82,7 @@ class ImapSource:
                 client = imaplib.IMAP4(self.host, self.port, timeout=60)
                 if not is_loopback(self.host):
                     client.starttls(ssl_context=context)
-            client.login(self.user, self.password)
+            _login(client, self.user, self.password)
             status, _ = client.select(_quoted(self.mailbox))
         except (OSError, imaplib.IMAP4.error) as exc:
             _logout(client)
@@ -111,6 +111,21 @@ class ImapSource:
                 self.client.uid("STORE", uid, "+FLAGS", "(\\Seen)")
         except (OSError, imaplib.IMAP4.error) as exc:
             raise DataError(f"IMAP {self.host}: {_why(exc)}") from None
+
+
+def _login(client: imaplib.IMAP4, user: str, password: str) -> None:
+    """LOGIN for ASCII credentials; otherwise AUTHENTICATE PLAIN, whose user name and
+    password are UTF-8 (RFC 4616): imaplib sends LOGIN's arguments only in ASCII."""
+    if user.isascii() and password.isascii():
+        client.login(user, password)
+        return
+    if "AUTH=PLAIN" not in client.capabilities:
+        raise imaplib.IMAP4.error(
+            "the user name or password is not ASCII, which IMAP LOGIN cannot carry, and "
+            "the server does not offer AUTHENTICATE PLAIN"
+        )
+    credentials = f"\0{user}\0{password}".encode()
+    client.authenticate("PLAIN", lambda _challenge: credentials)
 
 
 def _quoted(mailbox: str) -> str:
