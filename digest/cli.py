@@ -7,6 +7,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -185,7 +186,8 @@ def send(
         from digest.delivery import work_on_edition
 
         done = work_on_edition(
-            settings, key or current_key(utcnow(), Schedule.from_settings(settings))
+            replace(settings, transport=transport or settings.transport),
+            key or current_key(utcnow(), Schedule.from_settings(settings)),
         )
         out.print(
             f"Worker on edition {done.key}: sent {done.sent}, failed {done.failed} "
@@ -334,17 +336,25 @@ def _print_report(report: EditionReport, transport: str, settings: Settings) -> 
         f"Edition {report.key}: sent {report.sent} via {transport}{where} "
         f"in {report.seconds:.1f} s ({report.rate:.0f}/s){quiet}."
     )
+    if report.sent_by_workers:
+        out.print(f"{report.sent_by_workers} of them by the worker processes.")
     if report.worker_errors:
         out.print(
             f"{report.worker_errors} worker processes failed; run `digest send` again to "
             "finish what they held."
+        )
+    if report.held_by_workers:
+        out.print(
+            f"{report.held_by_workers} messages were held by worker processes still sending "
+            "when this run started; they were left to them."
         )
     if report.requeued:
         out.print(f"Queued again {report.requeued} messages that had failed temporarily.")
     if report.resent_after_crash:
         out.print(
             f"{report.resent_after_crash} messages were in flight during an earlier "
-            "crash and were sent again with their original Message-ID."
+            "crash and went out now with their original Message-ID (those the server had "
+            "taken before the crash reached their readers twice)."
         )
     if report.skipped:
         out.print(f"Skipped {report.skipped} (unsubscribed or erased since planning).")
@@ -354,7 +364,7 @@ def _print_report(report: EditionReport, transport: str, settings: Settings) -> 
         out.print("Stopped before the end (signal or cancel); run `digest send` again to resume.")
     if report.failed:
         reasons = ", ".join(f"{n} x {why}" for why, n in report.failures.most_common(3))
-        out.print(f"{report.failed} failed permanently: {reasons}")
+        out.print(f"{report.failed} failed for good: {reasons}")
 
 
 @cli.group()

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import datetime as dt
 import multiprocessing
+import queue
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
+from typing import Any
 
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -24,7 +26,7 @@ from digest.config import Settings
 from digest.db import make_engine, session_factory, transaction, utcnow
 from digest.dkim import DkimSigner
 from digest.errors import DigestError, EditionError
-from digest.locks import SendLock
+from digest.locks import SendLock, no_workers, working_on
 from digest.models import DeliveryStatus, Edition, EditionStatus
 from digest.planning import dry_plan, get_or_create_edition, plan_edition
 from digest.ratelimit import RateLimiter
@@ -38,7 +40,7 @@ from digest.schedule import (
     is_due,
     send_moment,
 )
-from digest.sending import Outbound, Sender, backoff_delays
+from digest.sending import Outbound, Sender, Tally, backoff_delays
 from digest.transports import make_transport
 from digest.transports.base import Transport
 from digest.variants import render_variants
@@ -70,8 +72,11 @@ class EditionReport:
     skipped: int = 0
     resent_after_crash: int = 0
     previously_sent: int = 0
+    #: rows worker processes still running had claimed when this run started (not requeued)
+    held_by_workers: int = 0
     requeued: int = 0  # by --retry-failed
     worker_errors: int = 0  # extra worker processes that did not end cleanly
+    sent_by_workers: int = 0  # of ``sent``, by the worker processes this run started
     complete: bool = False
     stopped: bool = False  # asked to stop (signal, cancel) before the end
     busy: str | None = None  # another process holds the edition's send lock
@@ -146,7 +151,14 @@ def run_edition(
                 report.busy = lock.other
             else:
                 edition_id = _id(edition)
-                ledger.recover_in_flight(factory, edition_id)
+                with no_workers(factory.kw["bind"], key) as alone:
+                    if alone:
+                        ledger.recover_in_flight(factory, edition_id)
+                    else:  # ``sending`` rows are theirs, not left by a crash
+                        with factory() as session:
+                            report.held_by_workers = ledger.count(
+                                session, edition_id, (DeliveryStatus.SENDING.value,)
+                            )
                 if retry_failed:
                     with transaction(factory) as session:
                         report.requeued = ledger.requeue_gave_up(session, edition_id)
@@ -265,19 +277,78 @@ def _send(
     renew: Callable[[], None],
 ) -> None:
     outbound, total = _outbound(factory, settings, edition, report)
-    helpers = _start_workers(settings, edition.key, options.workers, factory)
+    feed = WorkerFeed(options.progress)
+    helpers = _start_workers(settings, edition.key, options.workers, factory, transport, feed)
     try:
         with Sender(factory, transport, outbound, _limiter(settings, factory.kw["bind"])) as sender:
             report.stopped = send_passes(
-                factory, settings, edition, sender, options, total, renew=renew
+                factory,
+                settings,
+                edition,
+                sender,
+                replace(options, progress=feed),
+                total,
+                renew=renew,
             )
     finally:
         for process in helpers:
-            process.join()
+            while process.is_alive():  # the queue is read meanwhile, or a worker could block
+                feed.update()
+                process.join(0.25)
             report.worker_errors += process.exitcode != 0
+        feed.update()
     tally = sender.tally
+    report.sent_by_workers = sum(other.sent for other in feed.tallies)
+    for other in feed.tallies:
+        tally.sent, tally.failed = tally.sent + other.sent, tally.failed + other.failed
+        tally.skipped += other.skipped
+        tally.resent_after_crash += other.resent_after_crash
+        tally.failures.update(other.failures)
     report.sent, report.failed, report.skipped = tally.sent, tally.failed, tally.skipped
     report.failures, report.resent_after_crash = tally.failures, tally.resent_after_crash
+
+
+class WorkerFeed:
+    """Progress across processes: the main process's own, plus what its worker processes
+    put on a queue (messages handled and failed after each batch, their tally at the end).
+
+    Called as the main process's progress callback; :meth:`update` reads the queue."""
+
+    def __init__(self, progress: Progress | None) -> None:
+        self.progress = progress
+        self.queue: Any = None  # a multiprocessing queue, made when workers start
+        self.tallies: list[Tally] = []
+        self.own = (0, 0, 0)  # the main process's done, total, failed
+        self.done = self.failed = 0  # the workers'
+
+    def __call__(self, done: int, total: int, failed: int) -> None:
+        self.own = (done, total, failed)
+        self.update()
+
+    def update(self) -> None:
+        while self.queue is not None:
+            try:
+                item = self.queue.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(item, Tally):
+                self.tallies.append(item)
+            else:
+                self.done, self.failed = self.done + item[0], self.failed + item[1]
+        done, total, failed = self.own
+        if self.progress is not None and total:
+            self.progress(min(done + self.done, total), total, failed + self.failed)
+
+
+def _reporter(feed: Any) -> Progress:
+    """A worker process's progress callback: what changed since its last batch, queued."""
+    last = [0, 0]
+
+    def put(done: int, total: int, failed: int) -> None:
+        feed.put((done - last[0], failed - last[1]))
+        last[:] = done, failed
+
+    return put
 
 
 def send_passes(
@@ -317,12 +388,21 @@ def send_passes(
             done += sender.send_batch(claims)
             renew()
             if options.progress:
-                options.progress(min(done, total), total, sender.tally.failed)
+                options.progress(done, total, sender.tally.failed)  # may pass total: retries
     return False
 
 
+#: Transports a worker process can open for itself (not the in-process memory one).
+WORKER_TRANSPORTS = ("smtp", "file", "console")
+
+
 def _start_workers(
-    settings: Settings, key: str, workers: int, factory: sessionmaker[Session]
+    settings: Settings,
+    key: str,
+    workers: int,
+    factory: sessionmaker[Session],
+    transport: Transport,
+    feed: WorkerFeed,
 ) -> list[multiprocessing.process.BaseProcess]:
     if workers <= 1:
         return []
@@ -330,9 +410,13 @@ def _start_workers(
         raise EditionError(
             "--workers needs PostgreSQL; on SQLite one sender uses smtp_connections connections"
         )
+    if transport.name not in WORKER_TRANSPORTS:
+        raise EditionError(f"--workers cannot share the {transport.name} transport")
+    settings = replace(settings, transport=transport.name)  # --transport applies to all
     context = multiprocessing.get_context("spawn")
+    feed.queue = context.Queue()
     processes: list[multiprocessing.process.BaseProcess] = [
-        context.Process(target=work_on_edition, args=(settings, key), daemon=False)
+        context.Process(target=work_on_edition, args=(settings, key, feed.queue), daemon=False)
         for _ in range(workers - 1)
     ]
     for process in processes:
@@ -340,9 +424,10 @@ def _start_workers(
     return processes
 
 
-def work_on_edition(settings: Settings, key: str) -> EditionReport:
+def work_on_edition(settings: Settings, key: str, feed: Any = None) -> EditionReport:
     """An extra worker: send rows of an edition another process planned and is sending
-    (no planning, no lock; ``FOR UPDATE SKIP LOCKED`` keeps workers' batches disjoint)."""
+    (no planning; ``FOR UPDATE SKIP LOCKED`` keeps workers' batches disjoint). With ``feed``
+    (a multiprocessing queue), it reports its progress and its tally to the main process."""
     started = time.monotonic()
     factory = open_database(settings)
     with factory() as session:
@@ -350,13 +435,18 @@ def work_on_edition(settings: Settings, key: str) -> EditionReport:
     if edition is None or edition.status != EditionStatus.OPEN:
         raise EditionError(f"edition {key} is not being sent (see `digest editions list`)")
     report = EditionReport(key=key, cutoff=edition.cutoff, created=False)
-    outbound, total = _outbound(factory, settings, edition)
+    options = SendOptions(progress=_reporter(feed) if feed is not None else None)
+    engine = factory.kw["bind"]
     transport = make_transport(settings)
     try:
-        with Sender(factory, transport, outbound, _limiter(settings, factory.kw["bind"])) as sender:
-            report.stopped = send_passes(factory, settings, edition, sender, SendOptions(), total)
+        with working_on(engine, key):  # from before its first claim to after its last
+            outbound, total = _outbound(factory, settings, edition)
+            with Sender(factory, transport, outbound, _limiter(settings, engine)) as sender:
+                report.stopped = send_passes(factory, settings, edition, sender, options, total)
     finally:
         transport.close()
+    if feed is not None:
+        feed.put(sender.tally)
     report.sent, report.failed = sender.tally.sent, sender.tally.failed
     report.seconds = time.monotonic() - started
     return report

@@ -2,6 +2,11 @@
 
 A lease whose holder is a process on this machine that no longer exists is taken over at
 once, so ``digest send`` right after a crash does not wait for the lease to run out.
+
+On PostgreSQL, extra worker processes (``--workers``, ``digest send --worker``) hold a second,
+shared advisory lock while they send: rows they have claimed are ``sending`` without any
+crash, so the sender requeues ``sending`` rows only while it holds that lock exclusively
+(:func:`no_workers`). PostgreSQL drops a killed process's locks with its connection.
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ import os
 import secrets
 import socket
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import TracebackType
 
 from sqlalchemy import Connection, Engine, select, text
@@ -43,9 +50,45 @@ def _holder_is_dead(holder: str) -> bool:
     return False
 
 
-def _advisory_id(key: str) -> int:
-    digest = hashlib.sha256(f"digest-edition:{key}".encode()).digest()
+def _advisory_id(key: str, purpose: str = "edition") -> int:
+    digest = hashlib.sha256(f"digest-{purpose}:{key}".encode()).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
+
+
+@contextmanager
+def no_workers(engine: Engine, key: str) -> Iterator[bool]:
+    """Whether no worker process is sending edition ``key`` (always True on SQLite, which
+    has none); while the ``with`` block runs, a worker that starts waits for it to end."""
+    if engine.dialect.name != "postgresql":
+        yield True
+        return
+    lock = {"id": _advisory_id(key, "workers")}
+    with engine.connect() as conn:
+        alone = bool(conn.scalar(text("SELECT pg_try_advisory_lock(:id)"), lock))
+        conn.commit()
+        try:
+            yield alone
+        finally:
+            if alone:
+                conn.execute(text("SELECT pg_advisory_unlock(:id)"), lock)
+                conn.commit()
+
+
+@contextmanager
+def working_on(engine: Engine, key: str) -> Iterator[None]:
+    """Held by a worker process for as long as it sends edition ``key`` (PostgreSQL)."""
+    if engine.dialect.name != "postgresql":
+        yield
+        return
+    lock = {"id": _advisory_id(key, "workers")}
+    with engine.connect() as conn:
+        conn.execute(text("SELECT pg_advisory_lock_shared(:id)"), lock)
+        conn.commit()
+        try:
+            yield
+        finally:
+            conn.execute(text("SELECT pg_advisory_unlock_shared(:id)"), lock)
+            conn.commit()
 
 
 class SendLock:

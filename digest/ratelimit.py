@@ -2,7 +2,9 @@
 
 Messages are spaced exactly ``1/per_second`` apart and at most ``per_hour`` go out in any
 hour. On a deferral (421, 451...) the rate halves, down to a floor; it climbs back by a tenth
-after every ``recover_after`` accepted messages. It is one process's limiter (SQLite has a
+after every ``recover_after`` accepted messages. Without ``per_second`` the first deferral
+halves the rate measured over the last second or so, and once the rate has climbed back to
+that, messages go out unlimited again. It is one process's limiter (SQLite has a
 single sender); on PostgreSQL, processes share one limit through the database
 (:mod:`digest.ratelimit_shared`).
 """
@@ -36,6 +38,9 @@ class RateLimiter:
         self._next = 0.0
         self._hour: collections.deque[float] = collections.deque()
         self._good = 0
+        self._ceiling: float | None = None  # without a limit: the rate before backing off
+        self._window = (clock(), 0)  # start, messages: the rate measured without a limit
+        self._seen_rate: float | None = None
 
     def acquire(self) -> None:
         """Block until the next message may be handed over."""
@@ -45,6 +50,8 @@ class RateLimiter:
             if self.rate:
                 at = max(at, self._next)
                 self._next = at + 1.0 / self.rate
+            else:
+                self._measure(now)
             if self.per_hour:
                 while self._hour and self._hour[0] <= at - 3600:
                     self._hour.popleft()
@@ -55,19 +62,39 @@ class RateLimiter:
         if at > now:
             self._sleep(at - now)
 
+    def _measure(self, now: float) -> None:
+        """Count a message sent without a limit; the rate over windows of a second."""
+        start, sent = self._window
+        sent += 1
+        if now - start >= 1.0:
+            self._seen_rate = sent / (now - start)
+            start, sent = now, 0
+        self._window = (start, sent)
+
     def deferred(self) -> None:
         """The server asked us to slow down."""
         with self._lock:
             self._good = 0
             current = self.rate or self.limit
+            if current is None:  # no limit: start from the rate measured so far
+                start, sent = self._window
+                elapsed = self._clock() - start
+                current = self._seen_rate or (sent / elapsed if elapsed > 0 and sent else None)
+                self._ceiling = current
             if current:
                 self.rate = max(self.floor, current / 2)
 
     def accepted(self) -> None:
         with self._lock:
-            if self.limit is None or self.rate is None or self.rate >= self.limit:
+            ceiling = self.limit or self._ceiling
+            if ceiling is None or self.rate is None:
+                return
+            if self.rate >= ceiling:
+                if self.limit is None:  # recovered: unlimited again
+                    self.rate, self._ceiling = None, None
+                    self._window, self._seen_rate = (self._clock(), 0), None
                 return
             self._good += 1
             if self._good >= self.recover_after:
                 self._good = 0
-                self.rate = min(self.limit, self.rate * 1.1)
+                self.rate = min(ceiling, self.rate * 1.1)

@@ -10,6 +10,7 @@ rate limiter.
 from __future__ import annotations
 
 import random
+import re
 import threading
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -29,6 +30,8 @@ from digest.transports.base import DeliveryFailed, Envelope, Transport
 from subscribers.models import Status
 
 _SENT = DeliveryStatus.SENT.value  # read once: an enum's .value is a property
+
+_ADDRESS = re.compile(r"<[^<>@\s]*@[^<>\s]*>|[^\s<>@,;:()\"']+@[^\s<>,;:()\"']+")
 
 #: A temporary failure is retried until a delivery has had this many attempts.
 MAX_ATTEMPTS = 5
@@ -178,10 +181,7 @@ class Sender:
             tally.skipped += 1
         elif status == DeliveryStatus.FAILED:
             tally.failed += 1
-            detail = str(row["detail"])
-            tally.failures[
-                "too many temporary failures" if detail.startswith(GAVE_UP) else detail[:60]
-            ] += 1
+            tally.failures[failure_reason(str(row["detail"]))] += 1
 
     def close(self) -> None:
         if self._pool is not None:
@@ -197,6 +197,14 @@ class Sender:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def failure_reason(detail: str) -> str:
+    """A failure's reply as a reason shared by every recipient it happened to: addresses
+    are replaced by ``<address>`` and the text is cut at 60 characters."""
+    if detail.startswith(GAVE_UP):
+        return "too many temporary failures"
+    return _ADDRESS.sub("<address>", detail)[:60]
 
 
 def _failure(item: Claim, exc: DeliveryFailed) -> dict[str, object]:

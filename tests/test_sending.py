@@ -9,15 +9,17 @@ from dataclasses import dataclass, field, replace
 
 import pytest
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest.config import Settings, parse_smtp_url
 from digest.delivery import run_edition
 from digest.errors import TransportUnavailable
+from digest.locks import working_on
 from digest.models import Delivery, DeliveryStatus
 from digest.ratelimit import RateLimiter
-from digest.transports import MemoryTransport, SmtpTransport
+from digest.transports import FileTransport, MemoryTransport, SmtpTransport
 from subscribers.models import Subscriber
 from tests.conftest import NOW, RecordingHandler, add_categories, add_reader, add_summary, free_port
 
@@ -230,6 +232,61 @@ def test_several_connections_share_the_work_once(
     assert len(scripted.peers) > 1
 
 
+@dataclass
+class FewConnectionsHandler(RecordingHandler):
+    """Takes at most ``most`` connections at once; greets any further one with a 421."""
+
+    most: int = 2
+    open: int = 0
+    refused: int = 0
+
+
+class FewConnections(SMTP):
+    async def _handle_client(self) -> None:
+        handler = self.event_handler
+        with handler.lock:
+            handler.open += 1
+            refused = handler.open > handler.most
+            handler.refused += refused
+        try:
+            if refused:
+                await self.push("421 4.7.0 too many connections from your address")
+                assert self.transport is not None
+                self.transport.close()
+                return
+            await super()._handle_client()
+        finally:
+            with handler.lock:
+                handler.open -= 1
+
+
+class FewConnectionsController(Controller):
+    def factory(self) -> SMTP:
+        return FewConnections(self.handler, **self.SMTP_kwargs)
+
+
+def test_a_server_taking_fewer_connections_than_configured_gets_them_all_sent(
+    db_settings: Settings, engine: Engine, factory, readers: list[str]
+) -> None:
+    handler = FewConnectionsHandler(most=2)
+    port = free_port()
+    controller = FewConnectionsController(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        transport = SmtpTransport(parse_smtp_url(f"smtp://127.0.0.1:{port}"), connections=4)
+        try:
+            report = run_edition(db_settings, transport, now=NOW, engine=engine)
+        finally:
+            transport.close()
+    finally:
+        controller.stop()
+    assert handler.refused >= 1  # a third connection was tried and greeted with 421
+    assert transport.most == 2  # and the two open ones were shared from then on
+    assert report.sent == 8 and report.failed == 0 and report.complete
+    assert sorted(r for m in handler.messages for r in m.recipients) == sorted(readers)
+    assert {status for status, _, _ in ledger(factory).values()} == {"sent"}
+
+
 @pytest.mark.postgres
 def test_two_worker_processes_claim_disjoint_batches(
     db_settings: Settings,
@@ -252,11 +309,15 @@ def test_two_worker_processes_claim_disjoint_batches(
         smtp_connections=1,
         rate_per_second=80.0,
     )  # slow enough for the worker to start and help
-    report = send(settings, engine, server_url, workers=2)
+    progress: list[tuple[int, int, int]] = []
+    report = send(settings, engine, server_url, workers=2, progress=lambda *p: progress.append(p))
     received = [r for m in scripted.messages for r in m.recipients]
     assert len(received) == len(set(received)) == 200
     assert len(scripted.peers) >= 2  # the main process and the worker both sent
     assert report.complete
+    # the summary and the progress count what the worker sent too
+    assert report.sent == 200 and 0 < report.sent_by_workers < 200
+    assert progress[-1] == (200, 200, 0)
     assert set(status for status, _, _ in ledger(factory).values()) == {"sent"}
 
 
@@ -281,6 +342,37 @@ def test_rate_limiter_spaces_messages_exactly_and_backs_off() -> None:
     for _ in range(4):
         limiter.accepted()
     assert limiter.rate == pytest.approx(6.05)
+
+
+def test_without_a_limit_a_deferral_halves_the_measured_rate_until_it_recovers() -> None:
+    now = [0.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(round(seconds, 6))
+        now[0] += seconds
+
+    limiter = RateLimiter(clock=lambda: now[0], sleep=sleep, recover_after=2)
+    for _ in range(300):  # 200 messages a second, unlimited: nobody waits
+        limiter.acquire()
+        now[0] += 0.005
+    assert slept == [] and limiter.rate is None
+    limiter.deferred()
+    assert limiter.rate == pytest.approx(100, rel=0.02)
+    limiter.acquire()
+    limiter.acquire()
+    assert slept[-1] == pytest.approx(0.01, rel=0.02)  # now spaced as at 100 a second
+    accepted = 0
+    while limiter.rate is not None:
+        limiter.accepted()
+        accepted += 1
+        assert accepted < 100, limiter.rate
+    # back by a tenth every 2 accepted: 100 -> 200 in 8 steps, then unlimited again
+    assert accepted == 2 * 8 + 1
+    slept.clear()
+    for _ in range(10):
+        limiter.acquire()
+    assert slept == []
 
 
 def test_rate_limiter_caps_an_hour() -> None:
@@ -335,3 +427,66 @@ def test_sent_messages_are_dkim_signed_and_bounce_to_a_verp_address(
         assert (
             parse_verp(message.sender, b"a-long-random-verp-secret") == ids[message.recipients[0]]
         )
+
+
+@pytest.mark.postgres
+def test_workers_send_through_the_transport_of_the_run(
+    db_settings: Settings,
+    engine: Engine,
+    factory,
+    scripted: ScriptedHandler,
+    server_url: str,
+    tmp_path,
+) -> None:
+    """``digest send --transport file --workers 2`` with SMTP configured: nothing by SMTP."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("worker processes share an edition through PostgreSQL")
+    add_categories(factory, "Pharmacology")
+    add_summary(factory, "A study", ["pharmacology"], NOW - 2 * DAY)
+    for i in range(200):
+        add_reader(factory, f"w{i}@example.org", ["pharmacology"])
+    settings = replace(
+        db_settings,
+        smtp=parse_smtp_url(server_url),
+        transport="smtp",
+        outbox_dir=tmp_path / "outbox",
+        send_batch_size=20,
+        rate_per_second=80.0,
+    )
+    report = run_edition(
+        settings, FileTransport(settings.outbox_dir), now=NOW, engine=engine, workers=2
+    )
+    assert scripted.messages == []
+    assert len(list((tmp_path / "outbox" / report.key).glob("*.eml"))) == 200
+    assert report.sent == 200 and report.sent_by_workers > 0 and report.complete
+
+
+@pytest.mark.postgres
+def test_rows_a_running_worker_holds_are_left_to_it_not_sent_again(
+    db_settings: Settings, engine: Engine, factory, readers: list[str]
+) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("worker processes share an edition through PostgreSQL")
+    first = run_edition(db_settings, MemoryTransport(), now=NOW, engine=engine)
+    assert first.sent == 8
+    held = readers[:3]
+    with factory.begin() as session:  # a worker has claimed these and is sending them
+        session.execute(
+            update(Delivery)
+            .where(
+                Delivery.subscriber_id.in_(
+                    select(Subscriber.id).where(Subscriber.email_key.in_(held))
+                )
+            )
+            .values(status=DeliveryStatus.SENDING.value)
+        )
+    with working_on(engine, first.key):  # ... and is alive
+        memory = MemoryTransport()
+        again = run_edition(db_settings, memory, now=NOW, engine=engine)
+        assert memory.outbox == [] and again.held_by_workers == 3 and not again.complete
+        assert sorted(a for a, (s, _, _) in ledger(factory).items() if s == "sending") == held
+    # the worker is gone without recording them (killed): the next run sends them again
+    memory = MemoryTransport()
+    last = run_edition(db_settings, memory, now=NOW, engine=engine)
+    assert sorted(e.recipient for e, _ in memory.outbox) == held
+    assert last.resent_after_crash == 3 and last.held_by_workers == 0 and last.complete

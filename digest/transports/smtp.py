@@ -3,7 +3,9 @@ PIPELINING (RFC 2920) where the server offers it, handing over the bytes as they
 
 With pipelining a message costs two round trips (MAIL+RCPT+DATA, then the content) instead
 of four. Failures become :class:`DeliveryFailed` (permanent for 5xx replies) or, when no
-connection can be opened at all, :class:`TransportUnavailable`.
+connection can be opened at all, :class:`TransportUnavailable`. A server that refuses a
+further connection (a 421 greeting: too many connections) while others are open gets no
+more than those: the threads share them.
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ class SmtpTransport(TransportBase):
         self._idle: queue.LifoQueue[smtplib.SMTP] = queue.LifoQueue()
         self._open: set[smtplib.SMTP] = set()
         self._lock = threading.Lock()
+        self._opening = threading.Lock()
+        self.most = self.concurrency  # connections the server accepts, as far as is known
 
     @property
     def where(self) -> str:
@@ -91,7 +95,25 @@ class SmtpTransport(TransportBase):
         try:
             return self._idle.get_nowait()
         except queue.Empty:
-            return self._connect()
+            pass
+        with self._opening:  # one connection opened at a time: ``_open`` is exact here
+            try:
+                return self._idle.get_nowait()  # one came back meanwhile
+            except queue.Empty:
+                pass
+            if len(self._open) < self.most:
+                try:
+                    return self._connect()
+                except TransportUnavailable:
+                    if not self._open:
+                        raise
+                    self.most = len(self._open)  # the server takes no more than these
+        try:
+            return self._idle.get(timeout=self.settings.timeout)
+        except queue.Empty:
+            raise TransportUnavailable(
+                f"no SMTP connection to {self.where} came free in {self.settings.timeout} s"
+            ) from None
 
     def _discard(self, conn: smtplib.SMTP) -> None:
         with self._lock:
