@@ -562,8 +562,9 @@ rate_per_hour = 0
 # exponential back-off from retry_base_seconds (with jitter); 5xx failures never are.
 send_retries = 3
 retry_base_seconds = 10
-# How many ledger rows a sender claims at a time; after a crash at most this many
-# messages may go out twice (with their original Message-ID).
+# How many ledger rows a sender claims at a time. Outcomes are recorded every 100
+# messages, so after a crash about that many (at most a batch) may go out twice, with
+# their original Message-ID.
 send_batch_size = 500
 
 # When the weekly edition goes out (python scheduler.py, or cron with `digest send --due`),

@@ -7,11 +7,13 @@ on SQLite and PostgreSQL alike.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import (
+    Connection,
     DateTime,
     Engine,
     MetaData,
@@ -117,7 +119,10 @@ def _sqlite_time(value: dt.datetime) -> str:
 
 
 def insert_many(
-    session: Session, table: Table, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+    session: Session | Connection,
+    table: Table,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
 ) -> None:
     """INSERT ``rows`` (tuples of values for ``columns``) in one driver ``executemany``.
 
@@ -125,11 +130,11 @@ def insert_many(
     processing runs, so values must already be in the driver's form (times through
     :func:`driver_time`). About a third of the cost of SQLAlchemy's own executemany."""
     if rows:
-        _executemany(session, insert(table), list(columns), list(columns), rows)
+        _executemany(session, ("insert", table, tuple(columns), ""), rows)
 
 
 def update_many(
-    session: Session,
+    session: Session | Connection,
     table: Table,
     columns: Sequence[str],
     rows: Sequence[Sequence[Any]],
@@ -139,38 +144,51 @@ def update_many(
     """UPDATE one row per tuple of values for ``columns``, found by the value of column
     ``key`` (one of ``columns``), in one driver ``executemany``; values as for
     :func:`insert_many`."""
-    if not rows:
-        return
-    statement = (
-        update(table)
-        .where(table.c[key] == bindparam(f"_{key}"))
-        .values({name: bindparam(f"_{name}") for name in columns if name != key})
-    )
-    _executemany(session, statement, list(columns), None, rows)
+    if rows:
+        _executemany(session, ("update", table, tuple(columns), key), rows)
+
+
+#: What :func:`_compiled` compiles: ("insert" or "update", table, columns, key column).
+_Statement = tuple[str, Table, tuple[str, ...], str]
 
 
 def _executemany(
-    session: Session,
-    statement: ClauseElement,
-    columns: list[str],
-    column_keys: list[str] | None,
-    rows: Sequence[Sequence[Any]],
+    session: Session | Connection, what: _Statement, rows: Sequence[Sequence[Any]]
 ) -> None:
-    """Run ``statement`` once per row of values for ``columns``, bound as parameters named
-    after the columns (``column_keys`` given) or ``_`` and the column's name."""
-    connection = session.connection()
-    compiled = statement.compile(dialect=connection.dialect, column_keys=column_keys)
-    assert isinstance(compiled, SQLCompiler)
-    binds = [name if column_keys is not None else f"_{name}" for name in columns]
+    """Run the statement ``what`` once per row of values for its columns."""
+    connection = session.connection() if isinstance(session, Session) else session
+    sql, binds, order = _compiled(what, connection.dialect)
     params: Sequence[Any]
-    if not compiled.positional:
+    if order is None:  # named parameters
         params = [dict(zip(binds, row, strict=True)) for row in rows]
-    elif list(compiled.positiontup or ()) == binds:
+    elif order == list(range(len(binds))):
         params = rows
     else:
-        order = [binds.index(bind) for bind in compiled.positiontup or ()]
         params = [tuple([row[i] for i in order]) for row in rows]
-    connection.exec_driver_sql(compiled.string, params)
+    connection.exec_driver_sql(sql, params)
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled(what: _Statement, dialect: Dialect) -> tuple[str, list[str], list[int] | None]:
+    """The SQL of an INSERT or UPDATE ... WHERE key = ... of ``columns`` (compiled once per
+    statement and dialect), its parameter names in the order of ``columns``, and, for a
+    positional driver, where each parameter comes from in a row (None for named ones)."""
+    kind, table, columns, key = what
+    statement: ClauseElement
+    if kind == "insert":
+        statement, column_keys, binds = insert(table), list(columns), list(columns)
+    else:
+        statement = (
+            update(table)
+            .where(table.c[key] == bindparam(f"_{key}"))
+            .values({name: bindparam(f"_{name}") for name in columns if name != key})
+        )
+        column_keys, binds = None, [f"_{name}" for name in columns]
+    compiled = statement.compile(dialect=dialect, column_keys=column_keys)
+    assert isinstance(compiled, SQLCompiler)
+    if not compiled.positional:
+        return compiled.string, binds, None
+    return compiled.string, binds, [binds.index(bind) for bind in compiled.positiontup or ()]
 
 
 class Category(Base):

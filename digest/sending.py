@@ -13,7 +13,7 @@ import random
 import re
 import threading
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -37,6 +37,9 @@ _ADDRESS = re.compile(r"<[^<>@\s]*@[^<>\s]*>|[^\s<>@,;:()\"']+@[^\s<>,;:()\"']+"
 MAX_ATTEMPTS = 5
 #: Temporary failures in a row that mean the server is down: the run stops.
 DOWN_AFTER = 25
+#: Outcomes are recorded after this many messages of a batch: after a crash, at most these
+#: (and those still on the wire) can have reached the server without being recorded.
+RECORD_EVERY = 100
 
 
 def backoff_delays(retries: int, base: float, rng: random.Random | None = None) -> list[float]:
@@ -67,6 +70,10 @@ class Outbound:
     sign: Callable[[bytes], bytes] | None = None  # DKIM
 
 
+#: A row's new column values, or the reason it was not handed over (left as it was).
+Outcome = dict[str, object] | TransportUnavailable
+
+
 class Sender:
     """Sends batches through one transport, on ``transport.concurrency`` threads."""
 
@@ -89,28 +96,33 @@ class Sender:
         self._pool = ThreadPoolExecutor(threads, "digest-send") if threads > 1 else None
 
     def send_batch(self, claims: list[Claim]) -> int:
-        """Send ``claims`` and record every outcome in one statement; returns how many
-        rows were handled. Raises TransportUnavailable (after recording what was done and
+        """Send ``claims``, recording outcomes every ``RECORD_EVERY`` messages (one
+        statement per kind of outcome) while the next ones go out; returns how many rows
+        were handled. Raises TransportUnavailable (after recording what was done and
         giving back what was not) when the server is unreachable or keeps deferring."""
         if self._pool is None:
-            results = [self._one(item) for item in claims]
-        else:
-            results = list(self._pool.map(self._one, claims))
+            results: Iterator[Outcome] = map(self._one, claims)
+        else:  # all submitted at once, results taken in order as they come
+            results = self._pool.map(self._one, claims)
+        handled = 0
         outcomes: list[dict[str, object]] = []
         untouched: list[Claim] = []
         for item, result in zip(claims, results, strict=True):
             if isinstance(result, dict):
                 outcomes.append(result)
                 self._count(item, result)
+                if len(outcomes) == RECORD_EVERY:
+                    record(self.factory, outcomes)
+                    handled, outcomes = handled + len(outcomes), []
             else:
                 untouched.append(item)
         record(self.factory, outcomes)
         release(self.factory, untouched)
         if self._down is not None:
             raise self._down
-        return len(outcomes)
+        return handled + len(outcomes)
 
-    def _one(self, item: Claim) -> dict[str, object] | TransportUnavailable:
+    def _one(self, item: Claim) -> Outcome:
         if self._down is not None:
             return self._down  # the server is down: leave the row untouched
         row: dict[str, object] = {"id": item.delivery_id}

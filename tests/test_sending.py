@@ -490,3 +490,47 @@ def test_rows_a_running_worker_holds_are_left_to_it_not_sent_again(
     last = run_edition(db_settings, memory, now=NOW, engine=engine)
     assert sorted(e.recipient for e, _ in memory.outbox) == held
     assert last.resent_after_crash == 3 and last.held_by_workers == 0 and last.complete
+
+
+class Interrupted(BaseException):
+    """As if the process were killed: nothing below ``run_edition`` catches it."""
+
+
+@dataclass
+class DyingTransport(MemoryTransport):
+    """Takes messages until the ``dies_at``-th, which it never finishes."""
+
+    dies_at: int = 0
+
+    def send(self, envelope, message: bytes) -> str:  # type: ignore[no-untyped-def]
+        if len(self.outbox) + 1 == self.dies_at:
+            raise Interrupted
+        return super().send(envelope, message)
+
+
+def test_outcomes_are_recorded_every_hundred_messages_within_a_batch(
+    db_settings: Settings, engine: Engine, factory
+) -> None:
+    import digest.sending
+
+    add_categories(factory, "Pharmacology")
+    add_summary(factory, "A study", ["pharmacology"], NOW - 2 * DAY)
+    for i in range(300):
+        add_reader(factory, f"c{i:03d}@example.org", ["pharmacology"])
+    settings = replace(db_settings, send_batch_size=500)
+    dying = DyingTransport(dies_at=251)
+    with pytest.raises(Interrupted):
+        run_edition(settings, dying, now=NOW, engine=engine)
+    assert len(dying.outbox) == 250
+    statuses = [status for status, _, _ in ledger(factory).values()]
+    every = digest.sending.RECORD_EVERY
+    # what was recorded before the crash stays sent; only the rest of the batch is in flight
+    assert statuses.count("sent") == 250 // every * every
+    assert statuses.count("sending") == 300 - 250 // every * every
+
+    memory = MemoryTransport()
+    report = run_edition(settings, memory, now=NOW, engine=engine)
+    assert report.sent == report.resent_after_crash == 300 - 250 // every * every
+    got = sorted(e.recipient for e, _ in dying.outbox + memory.outbox)
+    assert len(set(got)) == 300 and len(got) - 300 == 250 % every  # sent twice: the unrecorded
+    assert {status for status, _, _ in ledger(factory).values()} == {"sent"}
