@@ -287,6 +287,27 @@ def test_a_server_taking_fewer_connections_than_configured_gets_them_all_sent(
     assert {status for status, _, _ in ledger(factory).values()} == {"sent"}
 
 
+def worker_edition(
+    engine: Engine, factory, db_settings: Settings, server_url: str, **changes: object
+) -> Settings:
+    """200 readers of one summary (PostgreSQL only), and settings that send them through
+    the test SMTP server slowly enough (80 a second) for a worker process to start and help."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("worker processes share an edition through PostgreSQL")
+    add_categories(factory, "Pharmacology")
+    add_summary(factory, "A study", ["pharmacology"], NOW - 2 * DAY)
+    for i in range(200):
+        add_reader(factory, f"w{i}@example.org", ["pharmacology"])
+    return replace(
+        db_settings,
+        smtp=parse_smtp_url(server_url),
+        transport="smtp",
+        send_batch_size=20,
+        rate_per_second=80.0,
+        **changes,
+    )
+
+
 @pytest.mark.postgres
 def test_two_worker_processes_claim_disjoint_batches(
     db_settings: Settings,
@@ -295,20 +316,7 @@ def test_two_worker_processes_claim_disjoint_batches(
     scripted: ScriptedHandler,
     server_url: str,
 ) -> None:
-    if engine.dialect.name != "postgresql":
-        pytest.skip("worker processes share an edition through PostgreSQL")
-    add_categories(factory, "Pharmacology")
-    add_summary(factory, "A study", ["pharmacology"], NOW - 2 * DAY)
-    for i in range(200):
-        add_reader(factory, f"w{i}@example.org", ["pharmacology"])
-    settings = replace(
-        db_settings,
-        smtp=parse_smtp_url(server_url),
-        transport="smtp",
-        send_batch_size=20,
-        smtp_connections=1,
-        rate_per_second=80.0,
-    )  # slow enough for the worker to start and help
+    settings = worker_edition(engine, factory, db_settings, server_url, smtp_connections=1)
     progress: list[tuple[int, int, int]] = []
     report = send(settings, engine, server_url, workers=2, progress=lambda *p: progress.append(p))
     received = [r for m in scripted.messages for r in m.recipients]
@@ -439,20 +447,8 @@ def test_workers_send_through_the_transport_of_the_run(
     tmp_path,
 ) -> None:
     """``digest send --transport file --workers 2`` with SMTP configured: nothing by SMTP."""
-    if engine.dialect.name != "postgresql":
-        pytest.skip("worker processes share an edition through PostgreSQL")
-    add_categories(factory, "Pharmacology")
-    add_summary(factory, "A study", ["pharmacology"], NOW - 2 * DAY)
-    for i in range(200):
-        add_reader(factory, f"w{i}@example.org", ["pharmacology"])
-    settings = replace(
-        db_settings,
-        smtp=parse_smtp_url(server_url),
-        transport="smtp",
-        outbox_dir=tmp_path / "outbox",
-        send_batch_size=20,
-        rate_per_second=80.0,
-    )
+    outbox = tmp_path / "outbox"
+    settings = worker_edition(engine, factory, db_settings, server_url, outbox_dir=outbox)
     report = run_edition(
         settings, FileTransport(settings.outbox_dir), now=NOW, engine=engine, workers=2
     )
