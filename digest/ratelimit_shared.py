@@ -61,7 +61,7 @@ class SharedRateLimiter(RateLimiter):
     """A :class:`RateLimiter` whose limit is shared through PostgreSQL by every process
     using the same ``name`` (the relay). Thread-safe; one database transaction per block of
     messages and one statement per deferral, none per message. Without any limit it never
-    touches the database."""
+    touches the database; without ``per_second``, a deferral slows this process only."""
 
     def __init__(
         self,
@@ -85,6 +85,11 @@ class SharedRateLimiter(RateLimiter):
         )
         self.engine = engine
         self.name = name
+        #: Without ``per_second`` there is no shared rate to halve: a deferral slows this
+        #: process alone, from the rate it measured (see :class:`RateLimiter`).
+        self._adaptive = RateLimiter(
+            clock=clock, sleep=sleep, floor=floor, recover_after=recover_after
+        )
         self._offset = 0.0  # database clock minus local clock...
         self._offset_error = math.inf  # ...known to within this many seconds
         self._offset_at = -math.inf  # local time of that measurement
@@ -94,8 +99,10 @@ class SharedRateLimiter(RateLimiter):
 
     def acquire(self) -> None:
         """Block until the next message may be handed over."""
-        if self.limit is None and self.per_hour is None:
-            return
+        if self.limit is None:
+            self._adaptive.acquire()
+            if self.per_hour is None:
+                return
         with self._lock:
             at = self._take()
             if at is None:
@@ -110,6 +117,7 @@ class SharedRateLimiter(RateLimiter):
         """The server asked us to slow down: halve the shared rate and give up the rest of
         this process's block, so that its next block comes at the new rate."""
         if self.limit is None:
+            self._adaptive.deferred()
             return
         with self._lock:
             self._good = 0
@@ -133,6 +141,9 @@ class SharedRateLimiter(RateLimiter):
     def accepted(self) -> None:
         """Counted here and added to the shared count at the next reservation, which raises
         the rate by a tenth for every ``recover_after`` accepted messages (of all processes)."""
+        if self.limit is None:
+            self._adaptive.accepted()
+            return
         with self._lock:
             if self.limit is None or self.rate is None or self.rate >= self.limit:
                 return

@@ -151,15 +151,25 @@ def test_a_deferral_slows_every_sender_and_the_rate_recovers(engine: Engine) -> 
     assert other.rate == 40  # never above the configured limit
 
 
-def test_without_a_limit_the_database_is_never_used() -> None:
+def test_without_a_limit_no_database_is_used_and_a_deferral_slows_one_process() -> None:
     unreachable = make_engine("postgresql+psycopg://nobody@127.0.0.1:9/none")
-    waits = Waits()
-    limiter = SharedRateLimiter(unreachable, RELAY, sleep=waits.sleep)
-    for _ in range(3):
+    now = [0.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    limiter = SharedRateLimiter(unreachable, RELAY, clock=lambda: now[0], sleep=sleep)
+    for _ in range(300):  # 100 messages a second: nobody waits
         limiter.acquire()
-        limiter.deferred()
         limiter.accepted()
-    assert waits.slept == []
+        now[0] += 0.01
+    assert slept == []
+    limiter.deferred()  # no shared rate to halve: this process slows to half its rate
+    limiter.acquire()
+    limiter.acquire()
+    assert slept == [pytest.approx(0.02, rel=0.05)]
 
 
 @on_postgres
