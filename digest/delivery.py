@@ -296,7 +296,8 @@ def _send(
                 feed.update()
                 process.join(0.25)
             report.worker_errors += process.exitcode != 0
-        feed.update()
+        if helpers:
+            feed.update()  # what they put last
     tally = sender.tally
     report.sent_by_workers = sum(other.sent for other in feed.tallies)
     for other in feed.tallies:

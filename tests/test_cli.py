@@ -55,6 +55,8 @@ def test_demo_sends_this_week_once_and_says_where_to_look(folder: Path) -> None:
     edition = next((folder / "outbox").iterdir())
     assert f"sent 24 via file into outbox/{edition.name}" in first.output
     assert f"Look at outbox/{edition.name}/" in first.output
+    # not a terminal: progress as log lines, the last one once
+    assert first.output.count("sending: 24/24 handled, 0 failed") == 1
     emls = sorted(edition.glob("*.eml"))
     pages = sorted(edition.glob("variant-*.html"))
     assert len(emls) == 24 and 1 < len(pages) < 24
