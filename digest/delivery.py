@@ -301,10 +301,7 @@ def _send(
     tally = sender.tally
     report.sent_by_workers = sum(other.sent for other in feed.tallies)
     for other in feed.tallies:
-        tally.sent, tally.failed = tally.sent + other.sent, tally.failed + other.failed
-        tally.skipped += other.skipped
-        tally.resent_after_crash += other.resent_after_crash
-        tally.failures.update(other.failures)
+        tally.add(other)
     report.sent, report.failed, report.skipped = tally.sent, tally.failed, tally.skipped
     report.failures, report.resent_after_crash = tally.failures, tally.resent_after_crash
 

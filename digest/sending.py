@@ -58,6 +58,13 @@ class Tally:
     resent_after_crash: int = 0
     failures: Counter[str] = field(default_factory=Counter)
 
+    def add(self, other: Tally) -> None:
+        """Count ``other``'s messages too (a worker process's, say)."""
+        self.sent, self.failed = self.sent + other.sent, self.failed + other.failed
+        self.skipped += other.skipped
+        self.resent_after_crash += other.resent_after_crash
+        self.failures.update(other.failures)
+
 
 @dataclass(frozen=True)
 class Outbound:
