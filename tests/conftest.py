@@ -140,6 +140,22 @@ class Received:
 
 
 @dataclass
+class FakeTime:
+    """A clock for rate limiters that moves only when slept on (``now`` may be moved by
+    hand), recording each sleep rounded to the microsecond."""
+
+    now: float = 0.0
+    slept: list[float] = field(default_factory=list)
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(round(seconds, 6))
+        self.now += seconds
+
+
+@dataclass
 class RecordingHandler:
     """Keeps every message; can refuse recipients with a chosen reply."""
 

@@ -18,6 +18,7 @@ from digest.db import make_engine
 from digest.delivery import _limiter
 from digest.ratelimit import RateLimiter
 from digest.ratelimit_shared import SharedRateLimiter
+from tests.conftest import FakeTime
 
 RELAY = "smtp.example.org:587"
 TOL = 0.002  # seconds: how well a process knows the database clock, on a busy machine
@@ -153,23 +154,17 @@ def test_a_deferral_slows_every_sender_and_the_rate_recovers(engine: Engine) -> 
 
 def test_without_a_limit_no_database_is_used_and_a_deferral_slows_one_process() -> None:
     unreachable = make_engine("postgresql+psycopg://nobody@127.0.0.1:9/none")
-    now = [0.0]
-    slept: list[float] = []
-
-    def sleep(seconds: float) -> None:
-        slept.append(seconds)
-        now[0] += seconds
-
-    limiter = SharedRateLimiter(unreachable, RELAY, clock=lambda: now[0], sleep=sleep)
+    time = FakeTime()
+    limiter = SharedRateLimiter(unreachable, RELAY, clock=time.clock, sleep=time.sleep)
     for _ in range(300):  # 100 messages a second: nobody waits
         limiter.acquire()
         limiter.accepted()
-        now[0] += 0.01
-    assert slept == []
+        time.now += 0.01
+    assert time.slept == []
     limiter.deferred()  # no shared rate to halve: this process slows to half its rate
     limiter.acquire()
     limiter.acquire()
-    assert slept == [pytest.approx(0.02, rel=0.05)]
+    assert time.slept == [pytest.approx(0.02, rel=0.05)]
 
 
 @on_postgres

@@ -21,7 +21,15 @@ from digest.models import Delivery, DeliveryStatus
 from digest.ratelimit import RateLimiter
 from digest.transports import FileTransport, MemoryTransport, SmtpTransport
 from subscribers.models import Subscriber
-from tests.conftest import NOW, RecordingHandler, add_categories, add_reader, add_summary, free_port
+from tests.conftest import (
+    NOW,
+    FakeTime,
+    RecordingHandler,
+    add_categories,
+    add_reader,
+    add_summary,
+    free_port,
+)
 
 DAY = dt.timedelta(days=1)
 
@@ -330,14 +338,9 @@ def test_two_worker_processes_claim_disjoint_batches(
 
 
 def test_rate_limiter_spaces_messages_exactly_and_backs_off() -> None:
-    now = [0.0]
-    slept: list[float] = []
-
-    def sleep(seconds: float) -> None:
-        slept.append(round(seconds, 6))
-        now[0] += seconds
-
-    limiter = RateLimiter(per_second=10, clock=lambda: now[0], sleep=sleep, recover_after=2)
+    time = FakeTime()
+    slept = time.slept
+    limiter = RateLimiter(per_second=10, clock=time.clock, sleep=time.sleep, recover_after=2)
     for _ in range(3):
         limiter.acquire()
     assert slept == [0.1, 0.1]
@@ -353,17 +356,12 @@ def test_rate_limiter_spaces_messages_exactly_and_backs_off() -> None:
 
 
 def test_without_a_limit_a_deferral_halves_the_measured_rate_until_it_recovers() -> None:
-    now = [0.0]
-    slept: list[float] = []
-
-    def sleep(seconds: float) -> None:
-        slept.append(round(seconds, 6))
-        now[0] += seconds
-
-    limiter = RateLimiter(clock=lambda: now[0], sleep=sleep, recover_after=2)
+    time = FakeTime()
+    slept = time.slept
+    limiter = RateLimiter(clock=time.clock, sleep=time.sleep, recover_after=2)
     for _ in range(300):  # 200 messages a second, unlimited: nobody waits
         limiter.acquire()
-        now[0] += 0.005
+        time.now += 0.005
     assert slept == [] and limiter.rate is None
     limiter.deferred()
     assert limiter.rate == pytest.approx(100, rel=0.02)
@@ -384,15 +382,11 @@ def test_without_a_limit_a_deferral_halves_the_measured_rate_until_it_recovers()
 
 
 def test_rate_limiter_caps_an_hour() -> None:
-    now = [0.0]
-
-    def sleep(seconds: float) -> None:
-        now[0] += seconds
-
-    limiter = RateLimiter(per_hour=3, clock=lambda: now[0], sleep=sleep)
+    time = FakeTime()
+    limiter = RateLimiter(per_hour=3, clock=time.clock, sleep=time.sleep)
     for _ in range(4):
         limiter.acquire()
-    assert now[0] == 3600  # the fourth waited for the first to leave the hour
+    assert time.now == 3600  # the fourth waited for the first to leave the hour
 
 
 def test_sent_messages_are_dkim_signed_and_bounce_to_a_verp_address(
