@@ -1,7 +1,7 @@
 """Run the weekly digest on a schedule: ``python scheduler.py [--config digest.toml]``.
 
 APScheduler 3 (blocking scheduler, cron trigger from the config, job kept in the project's
-database). All the work is :func:`digest.delivery.run_edition`, the same as ``digest send``.
+database). All the work is :func:`digest.edition.run.run_edition`, the same as ``digest send``.
 SIGTERM or SIGINT stops it cleanly: a running send finishes its current batch first.
 """
 
@@ -11,8 +11,8 @@ import argparse
 import logging
 import sys
 
+from digest.cli.schedule import run_forever
 from digest.errors import DigestError
-from digest.scheduling import run_forever
 
 
 def main(argv: list[str] | None = None) -> int:

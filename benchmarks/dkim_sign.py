@@ -23,9 +23,9 @@ from pathlib import Path
 import dkim
 
 from digest.config import STARTER_CONFIG, load_settings
-from digest.dkim import DkimKey, DkimSigner
-from digest.message import Recipient, build_template, new_message_id, new_placeholder
-from digest.render import Rendered
+from digest.mail.dkim import DkimKey, DkimSigner
+from digest.mail.message import Recipient, build_template, new_message_id, new_placeholder
+from digest.render.renderer import Rendered
 from subscribers.tokens import new_token
 
 TARGET_BYTES = 60_000

@@ -25,12 +25,12 @@ from typing import Any
 from sqlalchemy import Engine, func, insert, select, text
 from sqlalchemy.orm import Session
 
-from digest import schema
-from digest.db import make_engine, session_factory, transaction
-from digest.demo import demo_data
-from digest.models import Delivery, DeliveryStatus, Edition, EditionStatus, Variant
-from digest.selection import edition_key
-from digest.summaries import SummaryRecord, ensure_category, slugify, upsert_summary
+from digest.edition.selection import edition_key
+from digest.sources.demo import demo_data
+from digest.sources.store import SummaryRecord, ensure_category, slugify, upsert_summary
+from digest.store import schema
+from digest.store.db import make_engine, session_factory, transaction
+from digest.store.models import Delivery, DeliveryStatus, Edition, EditionStatus, Variant
 from subscribers.models import Status, Subscriber, Subscription
 from subscribers.suppression import email_hash, email_salt
 

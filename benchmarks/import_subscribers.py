@@ -58,9 +58,9 @@ def child(args: argparse.Namespace) -> None:
     """One measurement in this (fresh) process; prints a JSON line."""
     from sqlalchemy import text
 
-    from digest import schema
-    from digest.db import make_engine, session_factory, transaction, utcnow
-    from digest.summaries import ensure_category
+    from digest.sources.store import ensure_category
+    from digest.store import schema
+    from digest.store.db import make_engine, session_factory, transaction, utcnow
     from subscribers.csvio import read_rows
     from subscribers.importing import category_index, import_csv
 
@@ -123,8 +123,8 @@ class CountingTransport:
 def confirm(args: argparse.Namespace, factory: object) -> dict[str, float]:
     """Build and record every pending subscriber's confirmation email (nothing is sent)."""
     from digest.config import STARTER_CONFIG, load_settings
-    from digest.confirmation import send_confirmations
-    from digest.db import utcnow
+    from digest.notices.confirmation import send_confirmations
+    from digest.store.db import utcnow
 
     config = Path(args.workdir) / "digest.toml"
     config.write_text(STARTER_CONFIG, encoding="utf-8")

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from benchmarks.edition_data import Generated
 from benchmarks.fastsink import SinkReport
-from digest.delivery import EditionReport
+from digest.edition.run import EditionReport
 
 MILLION = 1_000_000
 #: Targets of issue 7.

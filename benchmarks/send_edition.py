@@ -48,15 +48,15 @@ from benchmarks.edition_data import NOW, generate
 from benchmarks.fastsink import SinkProcess, pipelined_push
 from benchmarks.report import Filled, Naive, Raw, Results, Run
 from digest.config import STARTER_CONFIG, Settings, load_settings, parse_smtp_url
-from digest.db import make_engine, session_factory, transaction
-from digest.delivery import run_edition
-from digest.message import MessageTemplate, Recipient
-from digest.models import Delivery, Edition, Variant
-from digest.render import Renderer
-from digest.selection import VariantKey
-from digest.transports import MemoryTransport, SmtpTransport
-from digest.transports.base import Envelope
-from digest.variants import render_variants
+from digest.edition.run import run_edition
+from digest.edition.selection import VariantKey
+from digest.edition.variants import render_variants
+from digest.mail.message import MessageTemplate, Recipient
+from digest.mail.transports import MemoryTransport, SmtpTransport
+from digest.mail.transports.base import Envelope
+from digest.render.renderer import Renderer
+from digest.store.db import make_engine, session_factory, transaction
+from digest.store.models import Delivery, Edition, Variant
 from subscribers.models import Subscriber
 
 T = TypeVar("T")

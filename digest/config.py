@@ -456,7 +456,7 @@ def load_settings(
 
 def _check_dkim(values: dict[str, Any], base_dir: Path) -> Path | None:
     """DKIM settings go together; returns the key file's path. The key itself is loaded
-    (and checked) by :class:`digest.dkim.DkimSigner`."""
+    (and checked) by :class:`digest.mail.dkim.DkimSigner`."""
     selector, key_file = values["dkim_selector"], values["dkim_key_file"]
     if selector is None:
         for other in ("dkim_key_file", "dkim_domain"):

@@ -28,8 +28,8 @@ from pathlib import Path
 from sqlalchemy import JSON, Table, func, insert, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from digest.db import Base, Category
 from digest.errors import DataError, SubscriberError
+from digest.store.db import Base, Category
 from subscribers import consent, suppression
 from subscribers.csvio import CategoryIndex, ImportRow, RowProblem, read_rows
 from subscribers.models import (

@@ -9,8 +9,8 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from digest.db import Category
 from digest.errors import SubscriberError
+from digest.store.db import Category
 from subscribers.models import Frequency, Subscriber
 from subscribers.tokens import looks_like_token, tokens_equal
 

@@ -9,7 +9,7 @@ import enum
 from sqlalchemy import JSON, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from digest.db import Base, Category, UTCDateTime
+from digest.store.db import Base, Category, UTCDateTime
 from subscribers.tokens import new_token
 
 

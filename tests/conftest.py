@@ -17,10 +17,10 @@ from aiosmtpd.controller import Controller
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from digest import schema
 from digest.config import STARTER_CONFIG, Settings, load_settings
-from digest.db import make_engine, session_factory, transaction
-from digest.summaries import SummaryRecord, ensure_category, upsert_summary
+from digest.sources.store import SummaryRecord, ensure_category, upsert_summary
+from digest.store import schema
+from digest.store.db import make_engine, session_factory, transaction
 from subscribers import service
 from subscribers.models import Subscriber
 

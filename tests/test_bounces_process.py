@@ -12,11 +12,11 @@ from click.testing import CliRunner, Result
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from digest.cli import cli
+from digest.cli.main import cli
 from digest.config import STARTER_CONFIG, Settings
-from digest.delivery import run_edition
-from digest.models import BounceEvent, Delivery, Edition
-from digest.transports import MemoryTransport
+from digest.edition.run import run_edition
+from digest.mail.transports import MemoryTransport
+from digest.store.models import BounceEvent, Delivery, Edition
 from subscribers.models import Subscriber, Suppression
 from tests.conftest import NOW, add_categories, add_reader, add_summary
 

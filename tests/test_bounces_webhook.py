@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from digest.bounces.sns import canonical
 from digest.bounces.webhook import make_blueprint
-from digest.models import Delivery
+from digest.store.models import Delivery
 from subscribers.models import Subscriber
 from tests.conftest import add_categories, add_reader
 

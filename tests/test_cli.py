@@ -11,11 +11,11 @@ import pytest
 from click.testing import CliRunner, Result
 from sqlalchemy import func, select
 
-from digest.cli import cli
-from digest.db import make_engine, session_factory, utcnow
-from digest.demo import load_demo
-from digest.models import Delivery
-from digest.render import builtin_templates_dir
+from digest.cli.main import cli
+from digest.render.renderer import builtin_templates_dir
+from digest.sources.demo import load_demo
+from digest.store.db import make_engine, session_factory, utcnow
+from digest.store.models import Delivery
 
 
 @pytest.fixture

@@ -19,10 +19,10 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from digest import schema
 from digest.config import STARTER_CONFIG
-from digest.db import make_engine, session_factory
-from digest.models import Delivery
+from digest.store import schema
+from digest.store.db import make_engine, session_factory
+from digest.store.models import Delivery
 from tests.conftest import SmtpServer, add_categories, add_reader, add_summary
 
 READERS = 1000

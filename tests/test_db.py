@@ -8,9 +8,9 @@ import pytest
 from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from digest.db import driver_time, insert_many, transaction, update_many
-from digest.ledger import DELIVERIES
-from digest.models import Delivery, Edition, Variant
+from digest.edition.ledger import DELIVERIES
+from digest.store.db import driver_time, insert_many, transaction, update_many
+from digest.store.models import Delivery, Edition, Variant
 
 BERLIN = dt.timezone(dt.timedelta(hours=1))
 MOMENTS = [

@@ -17,10 +17,10 @@ import nacl.signing
 import pytest
 
 from digest.config import Settings
-from digest.dkim import DkimKey, DkimSigner, dns_records
 from digest.errors import ConfigError
-from digest.message import Recipient, build_template, message_problems, new_placeholder
-from digest.render import Rendered
+from digest.mail.dkim import DkimKey, DkimSigner, dns_records
+from digest.mail.message import Recipient, build_template, message_problems, new_placeholder
+from digest.render.renderer import Rendered
 from subscribers.tokens import new_token
 from tests.conftest import make_settings
 

@@ -17,12 +17,12 @@ from click.testing import CliRunner, Result
 from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from digest.cli import cli
+from digest.cli.main import cli
 from digest.config import STARTER_CONFIG, Settings
-from digest.db import Category
-from digest.delivery import run_edition
-from digest.models import Summary
-from digest.transports import MemoryTransport
+from digest.edition.run import run_edition
+from digest.mail.transports import MemoryTransport
+from digest.store.db import Category
+from digest.store.models import Summary
 from tests.conftest import NOW, add_reader
 from tests.test_sources_fetch import serve
 

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from digest.config import Settings
 from digest.errors import MessageError
-from digest.message import (
+from digest.mail.message import (
     Recipient,
     build_template,
     message_problems,
@@ -24,7 +24,7 @@ from digest.message import (
     qp_encode,
     to_header,
 )
-from digest.render import Rendered
+from digest.render.renderer import Rendered
 from subscribers.tokens import new_token
 
 DATE = dt.datetime(2026, 11, 23, 8, 0, tzinfo=dt.UTC)

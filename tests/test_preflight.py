@@ -13,15 +13,15 @@ from click.testing import CliRunner, Result
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from digest import mjml_lint
-from digest.cli import cli
+from digest.cli.main import cli
 from digest.config import Settings
-from digest.db import make_engine, session_factory, utcnow
-from digest.delivery import run_edition
+from digest.edition.run import run_edition
 from digest.errors import PreflightError
-from digest.models import Delivery
-from digest.render import builtin_templates_dir
-from digest.transports import MemoryTransport
+from digest.mail.transports import MemoryTransport
+from digest.render import mjml_lint
+from digest.render.renderer import builtin_templates_dir
+from digest.store.db import make_engine, session_factory, utcnow
+from digest.store.models import Delivery
 from tests.conftest import NOW, add_categories, add_reader, add_summary
 
 DAY = dt.timedelta(days=1)
@@ -110,8 +110,8 @@ def test_a_template_error_in_one_variant_names_file_line_and_variant(
         folder, "digest.mjml.j2", '<a href="{{ links.more }}">', '<a href="{{ links.archive }}">'
     )
     assert problems(check_output()) == [
-        f"variant 1 (Neurology, Pharmacology): {path}:{line}: 'digest.render.Links object' "
-        "has no attribute 'archive'"
+        f"variant 1 (Neurology, Pharmacology): {path}:{line}: "
+        "'digest.render.renderer.Links object' has no attribute 'archive'"
     ]
 
 

@@ -15,14 +15,14 @@ from click.testing import CliRunner, Result
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from digest.cli import cli
+from digest.cli.main import cli
 from digest.config import Settings
-from digest.db import make_engine, session_factory, utcnow
-from digest.delivery import run_edition
-from digest.models import Delivery
-from digest.preview import PREVIEW_TOKEN, preview_categories, preview_subscriber
-from digest.render import builtin_templates_dir
-from digest.transports import MemoryTransport
+from digest.edition.run import run_edition
+from digest.mail.transports import MemoryTransport
+from digest.preview.reader import PREVIEW_TOKEN, preview_categories, preview_subscriber
+from digest.render.renderer import builtin_templates_dir
+from digest.store.db import make_engine, session_factory, utcnow
+from digest.store.models import Delivery
 from subscribers.models import Subscriber
 from tests.conftest import NOW, add_categories, add_reader, add_summary
 

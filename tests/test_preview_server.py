@@ -19,12 +19,12 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.serving import make_server
 
-from digest import schema
 from digest.config import Settings
-from digest.db import make_engine, session_factory
-from digest.models import Delivery
-from digest.preview_server import create_preview_app
-from digest.render import builtin_templates_dir
+from digest.preview.server import create_preview_app
+from digest.render.renderer import builtin_templates_dir
+from digest.store import schema
+from digest.store.db import make_engine, session_factory
+from digest.store.models import Delivery
 from tests.browser_support import ARTIFACTS, launch_chromium
 from tests.conftest import NOW, SmtpServer, add_categories, add_reader, add_summary, make_settings
 

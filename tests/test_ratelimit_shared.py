@@ -14,10 +14,10 @@ import pytest
 from sqlalchemy import Engine
 
 from digest.config import Settings
-from digest.db import make_engine
-from digest.delivery import _limiter
-from digest.ratelimit import RateLimiter
-from digest.ratelimit_shared import SharedRateLimiter
+from digest.edition.ratelimit import RateLimiter
+from digest.edition.ratelimit_shared import SharedRateLimiter
+from digest.edition.run import _limiter
+from digest.store.db import make_engine
 from tests.conftest import FakeTime
 
 RELAY = "smtp.example.org:587"

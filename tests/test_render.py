@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from digest.config import Settings
-from digest.content import Card, CategoryRef, DigestContent, build_content, shorten
 from digest.errors import TemplateError
-from digest.render import Links, Palette, Rendered, Renderer, builtin_templates_dir
+from digest.render.cards import Card, CategoryRef, DigestContent, build_content, shorten
+from digest.render.renderer import Links, Palette, Rendered, Renderer, builtin_templates_dir
 
 GOLDEN = Path(__file__).parent / "golden"
 TOKEN = "golden-token-".ljust(43, "0")

@@ -20,16 +20,16 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from digest import schema
+from digest.cli.schedule import JOB_ID, JOBS_TABLE, build_scheduler, scheduled_send, trigger_for
 from digest.config import STARTER_CONFIG, WEEKDAYS, Settings, load_settings
-from digest.db import make_engine, session_factory, transaction
-from digest.delivery import not_due_reason, run_edition
-from digest.editions import cancel_edition
-from digest.locks import SendLock
-from digest.models import Delivery, Edition
-from digest.schedule import Schedule, key_for, send_moment
-from digest.scheduling import JOB_ID, JOBS_TABLE, build_scheduler, scheduled_send, trigger_for
-from digest.transports import MemoryTransport
+from digest.edition.locks import SendLock
+from digest.edition.manage import cancel_edition
+from digest.edition.run import not_due_reason, run_edition
+from digest.edition.when import Schedule, key_for, send_moment
+from digest.mail.transports import MemoryTransport
+from digest.store import schema
+from digest.store.db import make_engine, session_factory, transaction
+from digest.store.models import Delivery, Edition
 from subscribers.models import Subscriber
 from tests.conftest import NOW, SmtpServer, add_categories, add_reader, add_summary
 

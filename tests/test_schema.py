@@ -6,10 +6,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, inspect
 
-import digest.models  # noqa: F401
+import digest.store.models  # noqa: F401
 import subscribers.models  # noqa: F401
-from digest import schema
-from digest.db import Base
+from digest.store import schema
+from digest.store.db import Base
 
 
 def test_migrations_match_the_models(engine: Engine) -> None:

@@ -7,7 +7,14 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from digest.selection import Catalog, ItemRef, Reader, edition_key, select_items, window_start
+from digest.edition.selection import (
+    Catalog,
+    ItemRef,
+    Reader,
+    edition_key,
+    select_items,
+    window_start,
+)
 
 CUTOFF = dt.datetime(2026, 11, 23, 8, 0, tzinfo=dt.UTC)
 WEEK = dt.timedelta(days=7)

@@ -14,12 +14,12 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest.config import Settings, parse_smtp_url
-from digest.delivery import run_edition
+from digest.edition.locks import working_on
+from digest.edition.ratelimit import RateLimiter
+from digest.edition.run import run_edition
 from digest.errors import TransportUnavailable
-from digest.locks import working_on
-from digest.models import Delivery, DeliveryStatus
-from digest.ratelimit import RateLimiter
-from digest.transports import FileTransport, MemoryTransport, SmtpTransport
+from digest.mail.transports import FileTransport, MemoryTransport, SmtpTransport
+from digest.store.models import Delivery, DeliveryStatus
 from subscribers.models import Subscriber
 from tests.conftest import (
     NOW,
@@ -180,9 +180,9 @@ def test_a_server_that_keeps_deferring_stops_the_run_and_it_resumes_later(
     server_url: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import digest.sending
+    import digest.edition.sender
 
-    monkeypatch.setattr(digest.sending, "DOWN_AFTER", 3)
+    monkeypatch.setattr(digest.edition.sender, "DOWN_AFTER", 3)
     for address in readers:
         scripted.script[address] = ["rcpt:421 4.3.2 system not accepting messages"]
     with pytest.raises(TransportUnavailable, match="3 temporary failures in a row"):
@@ -395,8 +395,8 @@ def test_sent_messages_are_dkim_signed_and_bounce_to_a_verp_address(
     import dkim
     import nacl.signing
 
-    from digest.dkim import dns_records
-    from digest.verp import parse_verp
+    from digest.mail.dkim import dns_records
+    from digest.mail.verp import parse_verp
     from tests.conftest import make_settings
     from tests.test_dkim import dns_stub, ed25519_pem
 
@@ -501,7 +501,7 @@ class DyingTransport(MemoryTransport):
 def test_outcomes_are_recorded_every_hundred_messages_within_a_batch(
     db_settings: Settings, engine: Engine, factory
 ) -> None:
-    import digest.sending
+    import digest.edition.sender
 
     add_categories(factory, "Pharmacology")
     add_summary(factory, "A study", ["pharmacology"], NOW - 2 * DAY)
@@ -513,7 +513,7 @@ def test_outcomes_are_recorded_every_hundred_messages_within_a_batch(
         run_edition(settings, dying, now=NOW, engine=engine)
     assert len(dying.outbox) == 250
     statuses = [status for status, _, _ in ledger(factory).values()]
-    every = digest.sending.RECORD_EVERY
+    every = digest.edition.sender.RECORD_EVERY
     # what was recorded before the crash stays sent; only the rest of the batch is in flight
     assert statuses.count("sent") == 250 // every * every
     assert statuses.count("sending") == 300 - 250 // every * every

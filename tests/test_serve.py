@@ -8,7 +8,7 @@ import pytest
 
 from digest.config import Settings
 from digest.errors import DigestError
-from digest.preview_server import serve_preview
+from digest.preview.server import serve_preview
 from digest.web.server import serve
 
 

@@ -18,7 +18,7 @@ from click.testing import CliRunner, Result
 from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from digest.cli import cli
+from digest.cli.main import cli
 from digest.config import STARTER_CONFIG
 from subscribers import service
 from subscribers.models import Confirmation, Subscriber

@@ -18,7 +18,7 @@ from subscribers import service, suppression
 from subscribers.csvio import ImportRow, RowProblem, neutralise, read_rows, write_csv, write_json
 from subscribers.importing import category_index, import_csv
 from subscribers.models import Consent, Subscriber, Subscription
-from subscribers.views import iter_export
+from subscribers.queries import iter_export
 from tests.conftest import NOW, add_categories, add_reader
 
 INDEX = {

@@ -10,13 +10,13 @@ import pytest
 from sqlalchemy import Engine, insert, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from digest import schema
-from digest.audience import ERASED, erase_subscriber
 from digest.config import Settings
-from digest.delivery import run_edition
+from digest.edition.audience import ERASED, erase_subscriber
+from digest.edition.run import run_edition
 from digest.errors import SubscriberError
-from digest.models import Delivery
-from digest.transports import MemoryTransport
+from digest.mail.transports import MemoryTransport
+from digest.store import schema
+from digest.store.models import Delivery
 from subscribers import service, suppression
 from subscribers.models import Confirmation, Consent, Subscriber, Suppression
 from subscribers.tokens import looks_like_token
@@ -243,7 +243,7 @@ def test_the_subscribers_package_imports_only_the_leaves_of_digest() -> None:
     import ast
     from pathlib import Path
 
-    allowed = {"digest.config", "digest.db", "digest.errors"}
+    allowed = {"digest.config", "digest.store.db", "digest.errors"}
     for path in Path(service.__file__).parent.glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             names = [node.module or ""] if isinstance(node, ast.ImportFrom) else []

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from digest.config import Settings
 from digest.errors import ConfigError
-from digest.verp import MAX_ID, envelope_sender, parse_verp, verp_address
+from digest.mail.verp import MAX_ID, envelope_sender, parse_verp, verp_address
 from tests.conftest import make_settings
 
 SECRET = b"0123456789abcdef0123456789abcdef"

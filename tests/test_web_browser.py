@@ -12,8 +12,8 @@ import pytest
 from playwright.sync_api import expect
 from sqlalchemy import Engine
 
-from digest import schema
-from digest.db import make_engine
+from digest.store import schema
+from digest.store.db import make_engine
 from subscribers.models import Status
 from tests.browser_support import ARTIFACTS, launch_chromium
 from tests.conftest import NOW, RecordingHandler, SmtpServer, free_port

@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy import Engine, select, text
 from werkzeug.serving import make_server
 
-from digest.db import transaction
-from digest.models import Variant
+from digest.store.db import transaction
+from digest.store.models import Variant
 from digest.web.security import RateLimiter, redact
 from subscribers import service
 from subscribers.models import Status

@@ -17,9 +17,9 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest.config import Settings
-from digest.db import session_factory
-from digest.delivery import EditionReport, run_edition
-from digest.transports import make_transport
+from digest.edition.run import EditionReport, run_edition
+from digest.mail.transports import make_transport
+from digest.store.db import session_factory
 from digest.web import create_app
 from subscribers.models import Subscriber
 from tests.conftest import NOW, SmtpServer, add_categories, add_reader, add_summary, make_settings

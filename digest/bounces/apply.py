@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from digest.bounces.classify import COMPLAINT, HARD, IGNORED, POLICY, SOFT, describe
 from digest.bounces.match import Match
-from digest.models import BounceEvent, Delivery, Edition, EditionStatus
+from digest.store.models import BounceEvent, Delivery, Edition, EditionStatus
 from subscribers import service, suppression
 from subscribers.models import SUPPRESSED, Status, Subscriber
 

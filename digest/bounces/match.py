@@ -11,8 +11,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from digest.bounces.parse import Recipient, Report
-from digest.models import Delivery, DeliveryStatus, Edition
-from digest.verp import parse_verp
+from digest.mail.verp import parse_verp
+from digest.store.models import Delivery, DeliveryStatus, Edition
 from subscribers.models import Subscriber
 
 #: Rows that may have reached a mail server (a queued or skipped row cannot bounce).

@@ -15,9 +15,9 @@ from digest.bounces.classify import COMPLAINT, IGNORED, classify, describe
 from digest.bounces.match import Match, match_recipient, match_report
 from digest.bounces.parse import Recipient, Report, parse_message
 from digest.config import Settings
-from digest.db import transaction
 from digest.errors import DataError, EditionError
-from digest.models import Edition, EditionStatus
+from digest.store.db import transaction
+from digest.store.models import Edition, EditionStatus
 
 #: Order of the final counts.
 COUNTS = (

@@ -10,9 +10,9 @@ from sqlalchemy.orm import Session
 
 from digest.bounces.classify import COMPLAINT, HARD, SOFT
 from digest.config import Settings
-from digest.dkim import dns_records as dkim_records
 from digest.errors import ConfigError, EditionError
-from digest.models import BounceEvent, Delivery, DeliveryStatus, Edition
+from digest.mail.dkim import dns_records as dkim_records
+from digest.store.models import BounceEvent, Delivery, DeliveryStatus, Edition
 from subscribers.models import Status, Subscriber
 
 #: Google: keep the spam rate under 0.10 %, never reach 0.30 %; Yahoo: under 0.30 %.

@@ -26,8 +26,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from digest.bounces.parse import Recipient, Report
 from digest.bounces.process import handle
 from digest.bounces.sns import Fetch, check_aws_url, verify
-from digest.db import transaction, utcnow
 from digest.errors import DataError
+from digest.store.db import transaction, utcnow
 
 
 def fetch_url(url: str) -> bytes:

@@ -3,7 +3,7 @@
 Parsing is pure (bytes in, :class:`Parsed` out, no database, no clock). Each parser turns its
 format into :class:`SourceItem` values keyed by the JSON field names (``title``, ``url``,
 ``published_at``...); :mod:`digest.sources.validate` then checks every item the same way,
-whatever its format, and :mod:`digest.importer` stores the valid ones in one transaction.
+whatever its format, and :mod:`digest.sources.load` stores the valid ones in one transaction.
 """
 
 from __future__ import annotations

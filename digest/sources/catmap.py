@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from digest.errors import DataError
 from digest.sources import decode_text
 from digest.sources.cleaning import one_line
-from digest.summaries import slugify
+from digest.sources.store import slugify
 
 
 def _key(label: str) -> str:

@@ -21,7 +21,7 @@ from digest.sources.cleaning import (
     truncate,
 )
 from digest.sources.dates import FIRST_YEAR, LAST_YEAR, DateError, parse_datetime
-from digest.summaries import SummaryRecord
+from digest.sources.store import SummaryRecord
 
 #: One-line text fields and their column sizes.
 SHORT_TEXT = {

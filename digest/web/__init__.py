@@ -20,11 +20,11 @@ from flask import Flask, Response, g, request
 from sqlalchemy import Engine
 
 from digest.config import Settings, load_settings
-from digest.db import make_engine, utcnow
-from digest.delivery import open_database
-from digest.render import Palette, builtin_templates_dir
-from digest.transports import make_transport
-from digest.transports.base import Transport
+from digest.mail.transports import make_transport
+from digest.mail.transports.base import Transport
+from digest.render.renderer import Palette, builtin_templates_dir
+from digest.store.db import make_engine, utcnow
+from digest.store.schema import open_database
 from digest.web import pages, public, security
 from digest.web.state import WebApp
 

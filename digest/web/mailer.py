@@ -13,10 +13,10 @@ from email.policy import SMTP
 from email.utils import format_datetime, make_msgid
 
 from digest.config import Settings
-from digest.confirmation import ConfirmationRenderer
-from digest.message import one_line
-from digest.render import Rendered
-from digest.transports.base import Envelope, Transport
+from digest.mail.message import one_line
+from digest.mail.transports.base import Envelope, Transport
+from digest.notices.confirmation import ConfirmationRenderer
+from digest.render.renderer import Rendered
 
 LINKS_MJML = "email/links.mjml.j2"
 LINKS_TEXT = "email/links.txt.j2"

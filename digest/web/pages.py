@@ -17,10 +17,10 @@ from flask import Flask, redirect, render_template, request, url_for
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response as WerkzeugResponse
 
-from digest.confirmation import send_confirmations
-from digest.db import transaction
+from digest.edition.plan import ordered_categories
 from digest.errors import DigestError, SubscriberError
-from digest.planning import ordered_categories
+from digest.notices.confirmation import send_confirmations
+from digest.store.db import transaction
 from digest.web import security
 from digest.web.mailer import send_links
 from digest.web.state import WebApp

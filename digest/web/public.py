@@ -12,11 +12,11 @@ from flask import Flask, Response, render_template
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from digest.content import CategoryRef, build_content, load_cards
-from digest.db import Category
-from digest.models import Edition, EditionStatus, Summary, Variant
-from digest.planning import ordered_categories
-from digest.render import Links, Renderer
+from digest.edition.plan import ordered_categories
+from digest.render.cards import CategoryRef, build_content, load_cards
+from digest.render.renderer import Links, Renderer
+from digest.store.db import Category
+from digest.store.models import Edition, EditionStatus, Summary, Variant
 from digest.web.feeds import FeedItem, atom_feed, group_by_edition
 from digest.web.state import WebApp
 

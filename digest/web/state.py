@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest.config import Settings
-from digest.db import transaction
-from digest.transports.base import Transport
+from digest.mail.transports.base import Transport
+from digest.store.db import transaction
 from digest.web import security
 from subscribers.preferences import form_key
 

@@ -1,0 +1,100 @@
+"""``digest bounces`` (process DSNs and complaints, resume a paused edition) and
+``digest deliverability``."""
+
+from __future__ import annotations
+
+import click
+
+from digest.bounces.process import process_messages, resume_edition
+from digest.bounces.report import deliverability as deliverability_report
+from digest.bounces.report import dns_lines
+from digest.bounces.sources import ImapSource, read_source
+from digest.cli.base import _settings, err, out
+from digest.errors import DataError
+from digest.store.db import transaction, utcnow
+from digest.store.schema import open_database
+
+
+@click.group()
+def bounces() -> None:
+    """Bounces and complaints: suppress dead addresses, pause on policy blocks."""
+
+
+@bounces.command("process")
+@click.argument("source", required=False)
+@click.option("--imap", "imap_url", help="Also poll unseen mail: imaps://user:pass@host/INBOX.")
+@click.option(
+    "--recipient",
+    envvar="RECIPIENT",
+    help="The envelope recipient (VERP address), as an MTA pipe passes it ($RECIPIENT).",
+)
+def process_command(source: str | None, imap_url: str | None, recipient: str | None) -> None:
+    """Read delivery status notifications and ARF complaints from SOURCE (a file, an mbox,
+    a Maildir, or - for stdin) and act on them: hard bounces and complaints suppress the
+    reader, soft bounces are counted, policy blocks pause the edition. One line per message.
+
+    \b
+    Example:
+      digest bounces process ~/Maildir/.bounces
+      # in /etc/aliases:  bounces: "|digest --config /srv/digest.toml bounces process -"
+    """
+    if source is None and imap_url is None:
+        raise DataError("give a SOURCE (file, mbox, Maildir or -) or --imap URL")
+    settings = _settings(click.get_current_context())
+    factory = open_database(settings)
+    now = utcnow()
+    reports = []
+    if source is not None:
+        reports.append(
+            process_messages(
+                factory,
+                settings,
+                read_source(source),
+                now=now,
+                envelope_to=recipient,
+                on_line=out.print,
+            )
+        )
+    if imap_url is not None:
+        with ImapSource(imap_url) as box:
+            reports.append(
+                process_messages(factory, settings, box.messages(), now=now, on_line=out.print)
+            )
+    for report in reports:
+        for warning in report.warnings:
+            err.print(warning)
+        out.print(report.summary())
+
+
+@bounces.command("resume")
+@click.argument("key")
+def resume_command(key: str) -> None:
+    """Reopen an edition paused after a policy bounce, once the cause is fixed; the next
+    `digest send` goes on where it stopped.
+
+    \b
+    Example:
+      digest bounces resume 2026-W48 && digest send
+    """
+    factory = open_database(_settings(click.get_current_context()))
+    with transaction(factory) as session:
+        resume_edition(session, key)
+    out.print(f"Edition {key} is open again: `digest send` goes on with it.")
+
+
+@click.command()
+@click.option("--edition", "key", help="One edition (ISO week key); default: all editions.")
+def deliverability(key: str | None) -> None:
+    """Sent, bounced, complained and unsubscribed, against Gmail's and Yahoo's bulk-sender
+    limits, and the SPF, DKIM and DMARC records to publish.
+
+    \b
+    Example:
+      digest deliverability --edition 2026-W48
+    """
+    settings = _settings(click.get_current_context())
+    factory = open_database(settings)
+    with factory() as session:
+        result = deliverability_report(session, key)
+    for line in [*result.lines(), "", *dns_lines(settings)]:
+        out.print(line)

@@ -1,0 +1,226 @@
+"""The delivery ledger: claim rows to send, record outcomes, count. Bulk statements only.
+
+Rows move ``queued -> sending -> sent | deferred | failed | skipped``. A row found ``sending``
+when a run starts (under the edition's send lock) was in flight during a crash: it goes back
+to ``queued`` with ``detail = IN_FLIGHT`` and keeps its Message-ID, so a resend is recognisable.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from collections.abc import Sequence
+from typing import NamedTuple
+
+from sqlalchemy import Engine, case, func, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from digest.store.db import driver_time, transaction, update_many, utcnow
+from digest.store.models import Delivery, DeliveryStatus, Edition, EditionStatus, Variant
+from subscribers.models import Subscriber
+
+DELIVERIES = Delivery.metadata.tables[Delivery.__tablename__]
+EDITIONS = Edition.metadata.tables[Edition.__tablename__]
+SUBSCRIBERS = Subscriber.metadata.tables[Subscriber.__tablename__]
+#: Rows that still have to go out.
+CLAIMABLE = (DeliveryStatus.QUEUED.value, DeliveryStatus.DEFERRED.value)
+PENDING = (*CLAIMABLE, DeliveryStatus.SENDING.value)
+IN_FLIGHT = "in flight during a crash; sent again with its original Message-ID"
+#: Detail prefix of rows that failed for good after temporary failures only.
+GAVE_UP = "gave up after"
+
+
+class Claim(NamedTuple):
+    """A ledger row claimed for sending, with what the message needs (a named tuple: a
+    batch makes hundreds of them at a time)."""
+
+    delivery_id: int
+    variant_id: int
+    message_id: str
+    was: str  # status before the claim
+    attempts: int  # including this one
+    resend: bool  # in flight during an earlier crash
+    address: str | None
+    name: str | None
+    token: str | None
+    subscriber_status: str | None
+
+
+def count(session: Session, edition_id: int, statuses: Sequence[str]) -> int:
+    return (
+        session.scalar(
+            select(func.count())
+            .select_from(Delivery)
+            .where(Delivery.edition_id == edition_id, Delivery.status.in_(statuses))
+        )
+        or 0
+    )
+
+
+def counts_by_status(session: Session, edition_id: int) -> Counter[str]:
+    rows = session.execute(
+        select(Delivery.status, func.count())
+        .where(Delivery.edition_id == edition_id)
+        .group_by(Delivery.status)
+    ).all()
+    return Counter({status: n for status, n in rows})
+
+
+def recover_in_flight(factory: sessionmaker[Session], edition_id: int) -> int:
+    """Requeue rows left ``sending`` by a crashed run; returns how many. Call it only while
+    holding the edition's send lock (no other sender is running)."""
+    with transaction(factory) as session:
+        result = session.execute(
+            update(Delivery)
+            .where(
+                Delivery.edition_id == edition_id, Delivery.status == DeliveryStatus.SENDING.value
+            )
+            .values(status=DeliveryStatus.QUEUED.value, detail=IN_FLIGHT, updated_at=utcnow())
+        )
+        return int(getattr(result, "rowcount", 0) or 0)
+
+
+def pending_by_variant(session: Session, edition_id: int) -> list[tuple[Variant, int]]:
+    """Variants that still have rows to send, with how many."""
+    rows = session.execute(
+        select(Delivery.variant_id, func.count())
+        .where(Delivery.edition_id == edition_id, Delivery.status.in_(PENDING))
+        .group_by(Delivery.variant_id)
+    ).all()
+    waiting = {variant_id: n for variant_id, n in rows}
+    variants = session.scalars(select(Variant).where(Variant.id.in_(waiting))).all()
+    return [(v, waiting[v.id]) for v in sorted(variants, key=lambda v: v.number)]
+
+
+def claim(
+    factory: sessionmaker[Session],
+    edition_id: int,
+    after: int,
+    limit: int,
+    statuses: Sequence[str] = CLAIMABLE,
+) -> list[Claim] | None:
+    """Mark the next ``limit`` rows after id ``after`` as ``sending``, in one transaction;
+    None when the edition was cancelled or paused (nothing is claimed then). On PostgreSQL,
+    rows another worker is claiming are skipped (``FOR UPDATE SKIP LOCKED``)."""
+    with transaction(factory) as session:
+        status = session.scalar(select(EDITIONS.c.status).where(EDITIONS.c.id == edition_id))
+        if status in (EditionStatus.CANCELLED, EditionStatus.PAUSED):
+            return None
+        # One query: the outer join keeps deliveries the driving table, read in id order
+        # through ix_deliveries_edition_id_id up to ``limit`` rows.
+        query = (
+            select(
+                DELIVERIES.c.id,
+                DELIVERIES.c.variant_id,
+                DELIVERIES.c.message_id,
+                DELIVERIES.c.status,
+                DELIVERIES.c.attempts + 1,
+                case((DELIVERIES.c.detail == IN_FLIGHT, True), else_=False),
+                SUBSCRIBERS.c.email,
+                SUBSCRIBERS.c.name,
+                SUBSCRIBERS.c.token,
+                SUBSCRIBERS.c.status,
+            )
+            .outerjoin(SUBSCRIBERS, SUBSCRIBERS.c.id == DELIVERIES.c.subscriber_id)
+            .where(
+                DELIVERIES.c.edition_id == edition_id,
+                DELIVERIES.c.status.in_(statuses),
+                DELIVERIES.c.id > after,
+            )
+            .order_by(DELIVERIES.c.id)
+            .limit(limit)
+        )
+        if session.get_bind().dialect.name == "postgresql":
+            query = query.with_for_update(of=DELIVERIES, skip_locked=True)
+        claims = list(map(Claim._make, session.execute(query)))
+        if not claims:
+            return []
+        session.execute(
+            update(DELIVERIES)
+            .where(DELIVERIES.c.id.in_([c.delivery_id for c in claims]))
+            .values(
+                status=DeliveryStatus.SENDING.value,
+                attempts=DELIVERIES.c.attempts + 1,
+                updated_at=utcnow(),
+            )
+        )
+    return claims
+
+
+def record(factory: sessionmaker[Session], outcomes: Sequence[dict[str, object]]) -> None:
+    """Write outcomes (dicts with ``id`` and the changed columns; outcomes of one kind list
+    their columns in the same order) in one transaction: one driver executemany per set of
+    changed columns. On a plain connection, not a session: it runs every hundred messages."""
+    if not outcomes:
+        return
+    engine: Engine = factory.kw["bind"]
+    time = driver_time(engine.dialect)
+    last: tuple[object, object] = (None, None)  # sent_at is updated_at: one conversion
+    groups: dict[tuple[str, ...], list[tuple[object, ...]]] = {}
+    for outcome in outcomes:
+        values = []
+        for value in outcome.values():
+            if isinstance(value, dt.datetime):
+                if value is not last[0]:
+                    last = (value, time(value))
+                value = last[1]
+            values.append(value)
+        groups.setdefault(tuple(outcome), []).append(tuple(values))
+    with engine.begin() as connection:
+        for columns, rows in groups.items():
+            update_many(connection, DELIVERIES, columns, rows)
+
+
+def release(factory: sessionmaker[Session], claims: Sequence[Claim]) -> None:
+    """Give back claimed rows that were never handed to the transport."""
+    if not claims:
+        return
+    record(
+        factory,
+        [{"id": c.delivery_id, "status": c.was, "attempts": c.attempts - 1} for c in claims],
+    )
+
+
+def complete_if_done(session: Session, edition_id: int) -> bool:
+    """Mark the edition complete when no row is left to send; returns whether it is."""
+    if count(session, edition_id, PENDING):
+        return False
+    edition = session.get(Edition, edition_id)
+    assert edition is not None
+    if edition.status == EditionStatus.OPEN:
+        edition.status = EditionStatus.COMPLETE.value
+        edition.completed_at = utcnow()
+    return edition.status == EditionStatus.COMPLETE
+
+
+def cancel(session: Session, edition: Edition) -> int:
+    """Cancel ``edition``: rows not yet handed over are skipped; returns how many. Rows a
+    running sender holds (``sending``) are recorded by that sender, which then stops."""
+    edition.status = EditionStatus.CANCELLED.value
+    result = session.execute(
+        update(Delivery)
+        .where(Delivery.edition_id == edition.id, Delivery.status.in_(CLAIMABLE))
+        .values(
+            status=DeliveryStatus.SKIPPED.value, detail="edition cancelled", updated_at=utcnow()
+        )
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def requeue_gave_up(session: Session, edition_id: int) -> int:
+    """Queue again the rows that failed only through temporary failures (``--retry-failed``);
+    permanent failures (5xx) stay failed. Reopens a completed edition."""
+    result = session.execute(
+        update(Delivery)
+        .where(
+            Delivery.edition_id == edition_id,
+            Delivery.status == DeliveryStatus.FAILED.value,
+            Delivery.detail.like(f"{GAVE_UP}%"),
+        )
+        .values(status=DeliveryStatus.QUEUED.value, attempts=0, updated_at=utcnow())
+    )
+    requeued = int(getattr(result, "rowcount", 0) or 0)
+    edition = session.get(Edition, edition_id)
+    if requeued and edition is not None and edition.status == EditionStatus.COMPLETE:
+        edition.status, edition.completed_at = EditionStatus.OPEN.value, None
+    return requeued

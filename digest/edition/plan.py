@@ -1,0 +1,264 @@
+"""Plan an edition: pick each reader's summaries and record one queued ledger row per reader.
+
+Readers are streamed in batches by id (never all in memory); each batch is one transaction,
+so an interrupted plan resumes where it stopped. Readers with the same categories and the
+same summaries share a :class:`~digest.store.models.Variant`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from sqlalchemy import String, bindparam, cast, exists, func, literal_column, select, text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from digest.config import Settings
+from digest.edition.ledger import DELIVERIES, EDITIONS, SUBSCRIBERS, pending_by_variant
+from digest.edition.selection import (
+    Catalog,
+    ItemRef,
+    Reader,
+    VariantKey,
+    select_items,
+    variant_key,
+    wants_edition,
+)
+from digest.edition.when import Schedule, reader_due
+from digest.mail.message import new_message_ids
+from digest.render.webid import web_id_for, web_salt
+from digest.store.db import Category, driver_time, insert_many, transaction
+from digest.store.models import DeliveryStatus, Edition, Summary, Variant, summary_categories
+from subscribers.models import Status, Subscriber, Subscription, Suppression
+
+SUBSCRIPTIONS = Subscriber.metadata.tables[Subscription.__tablename__]
+SUPPRESSIONS = Subscriber.metadata.tables[Suppression.__tablename__]
+
+READER_BATCH = 5000
+_PLANNED_COLUMNS = (
+    "edition_id",
+    "subscriber_id",
+    "variant_id",
+    "status",
+    "message_id",
+    "attempts",
+    "created_at",
+    "updated_at",
+)
+#: Ledger rows queued by one plan after which PostgreSQL's statistics are refreshed.
+ANALYZE_AFTER = 10_000
+
+
+@dataclass
+class PlanResult:
+    queued: int = 0  # ledger rows created by this plan
+    nothing_new: int = 0  # active readers with no new summary: no email
+    not_due: int = 0  # paused, monthly readers between months, or local time not yet come
+    #: recipients per variant key planned by this run
+    per_variant: Counter[VariantKey] = field(default_factory=Counter)
+
+
+def load_catalog(session: Session, cutoff: dt.datetime) -> Catalog:
+    """Every summary published up to ``cutoff``, as light references."""
+    categories: dict[int, set[int]] = {}
+    for summary_id, category_id in session.execute(
+        select(summary_categories.c.summary_id, summary_categories.c.category_id)
+    ):
+        categories.setdefault(summary_id, set()).add(category_id)
+    rows = session.execute(
+        select(Summary.id, Summary.published_at).where(Summary.published_at <= cutoff)
+    )
+    return Catalog(
+        (ItemRef(sid, published, frozenset(categories.get(sid, ()))) for sid, published in rows),
+        cutoff,
+    )
+
+
+def iter_readers(
+    session: Session, edition: Edition, *, batch: int = READER_BATCH
+) -> Iterator[list[Reader]]:
+    """Active readers not yet planned in ``edition``, in batches ordered by id; an address on
+    the suppression list is never a reader, whatever its status says.
+
+    One Core query per batch brings each reader with their categories (as text, ``1,4,7``)
+    and the cutoff of the last edition they were sent, through correlated subqueries that
+    are each one index lookup."""
+    delivered = DELIVERIES.alias("delivered")
+    categories = (
+        select(func.aggregate_strings(cast(SUBSCRIPTIONS.c.category_id, String), ","))
+        .where(SUBSCRIPTIONS.c.subscriber_id == SUBSCRIBERS.c.id)
+        .scalar_subquery()
+    )
+    last_cutoff = (
+        select(func.max(EDITIONS.c.cutoff))
+        .select_from(delivered.join(EDITIONS, EDITIONS.c.id == delivered.c.edition_id))
+        .where(
+            delivered.c.subscriber_id == SUBSCRIBERS.c.id,
+            # as a literal: the condition of the partial index ix_deliveries_subscriber_sent
+            delivered.c.status == literal_column(f"'{DeliveryStatus.SENT.value}'"),
+            EDITIONS.c.id != edition.id,
+        )
+        .scalar_subquery()
+    )
+    # In the select list, not the WHERE clause: as an anti join, PostgreSQL (whose
+    # statistics still see no row of this edition) compared each reader with every row
+    # planned so far, quadratic in the edition's size; as a subquery it is one index probe.
+    planned = exists().where(
+        DELIVERIES.c.edition_id == edition.id, DELIVERIES.c.subscriber_id == SUBSCRIBERS.c.id
+    )
+    query = (
+        select(
+            SUBSCRIBERS.c.id,
+            SUBSCRIBERS.c.active_since,
+            SUBSCRIBERS.c.frequency,
+            SUBSCRIBERS.c.paused_until,
+            SUBSCRIBERS.c.timezone,
+            categories,
+            last_cutoff,
+            planned,
+        )
+        .where(
+            SUBSCRIBERS.c.status == Status.ACTIVE.value,
+            SUBSCRIBERS.c.active_since.is_not(None),
+            SUBSCRIBERS.c.active_since <= edition.cutoff,
+            ~exists().where(SUPPRESSIONS.c.email_hash == SUBSCRIBERS.c.email_hash),
+            SUBSCRIBERS.c.id > bindparam("after"),
+        )
+        .order_by(SUBSCRIBERS.c.id)
+        .limit(batch)
+    )
+    category_sets: dict[str | None, frozenset[int]] = {None: frozenset()}
+    after = 0
+    while True:
+        rows = session.execute(query, {"after": after}).all()
+        if not rows:
+            return
+        after = rows[-1][0]
+        readers = []
+        for reader_id, active_since, frequency, paused_until, zone, chosen, last, done in rows:
+            if done:  # planned by an earlier, interrupted run
+                continue
+            category_ids = category_sets.get(chosen)
+            if category_ids is None:  # one parse per distinct set (255 with 8 categories)
+                category_ids = category_sets[chosen] = frozenset(map(int, chosen.split(",")))
+            readers.append(
+                Reader(reader_id, category_ids, active_since, last, frequency, paused_until, zone)
+            )
+        yield readers
+
+
+def plan_edition(
+    factory: sessionmaker[Session],
+    settings: Settings,
+    edition: Edition,
+    *,
+    now: dt.datetime,
+    dry_run: bool = False,
+) -> PlanResult:
+    """Queue a ledger row for every active reader with something new (unless ``dry_run``)."""
+    lookback = dt.timedelta(days=settings.lookback_days)
+    domain = settings.sender_domain
+    schedule = Schedule.from_settings(settings)
+    result = PlanResult()
+    with factory() as session:
+        catalog = load_catalog(session, edition.cutoff)
+        variants: dict[VariantKey, int] = {
+            (tuple(v.category_ids), tuple(v.summary_ids)): v.id
+            for v in session.scalars(select(Variant).where(Variant.edition_id == edition.id))
+        }
+        numbers = len(variants)
+        salt = web_salt(session)
+        stamp = driver_time(session.get_bind().dialect)(now)
+        queued = DeliveryStatus.QUEUED.value
+        edition_id, edition_key, cutoff = edition.id, edition.key, edition.cutoff  # loop-local
+        session.commit()  # end the read transaction; each batch below is its own
+        readers = iter_readers(session, edition)
+        while True:
+            with session.begin():
+                batch = next(readers, None)
+                if batch is None:
+                    break
+                planned: list[tuple[int, int]] = []  # (subscriber id, variant id)
+                for reader in batch:
+                    if not wants_edition(reader, cutoff, now, schedule.zone) or not reader_due(
+                        edition_key, schedule, now, reader.timezone
+                    ):
+                        result.not_due += 1
+                        continue
+                    items = select_items(reader, catalog, lookback)
+                    if not items:
+                        result.nothing_new += 1
+                        continue
+                    key = variant_key(reader, items)
+                    result.per_variant[key] += 1
+                    if dry_run:
+                        continue
+                    if key not in variants:
+                        numbers += 1
+                        variant = Variant(
+                            edition_id=edition_id,
+                            number=numbers,
+                            category_ids=list(key[0]),
+                            summary_ids=list(key[1]),
+                            web_id=web_id_for(salt, edition_key, key),
+                        )
+                        session.add(variant)
+                        session.flush()
+                        variants[key] = variant.id
+                    planned.append((reader.subscriber_id, variants[key]))
+                if planned:
+                    message_ids = new_message_ids(edition_key, domain, len(planned))
+                    rows = [
+                        (edition_id, reader_id, variant_id, queued, message_id, 0, stamp, stamp)
+                        for (reader_id, variant_id), message_id in zip(
+                            planned, message_ids, strict=True
+                        )
+                    ]
+                    insert_many(session, DELIVERIES, _PLANNED_COLUMNS, rows)
+                    result.queued += len(rows)
+        if result.queued >= ANALYZE_AFTER and session.get_bind().dialect.name == "postgresql":
+            # Fresh statistics, or the claim query sorts every queued row for each batch
+            # until autovacuum gets round to it (quadratic in the edition's size).
+            with session.begin():
+                session.execute(text("ANALYZE deliveries"))
+    return result
+
+
+def dry_plan(
+    factory: sessionmaker[Session], settings: Settings, edition: Edition, *, now: dt.datetime
+) -> tuple[PlanResult, Counter[VariantKey]]:
+    """What sending ``edition`` now would do, writing nothing: the plan, and recipients per
+    variant counting rows already queued but not yet sent."""
+    plan = plan_edition(factory, settings, edition, now=now, dry_run=True)
+    counts: Counter[VariantKey] = Counter(plan.per_variant)
+    if edition.id is not None:
+        with factory() as session:
+            for variant, waiting in pending_by_variant(session, edition.id):
+                counts[variant.key] += waiting
+    return plan, counts
+
+
+def ordered_categories(session: Session) -> list[Category]:
+    """All categories in the order sections appear in an email (by name)."""
+    return list(session.scalars(select(Category).order_by(Category.name, Category.id)))
+
+
+def get_or_create_edition(
+    factory: sessionmaker[Session], key: str, *, now: dt.datetime, create: bool = True
+) -> tuple[Edition | None, bool]:
+    """The edition ``key``; created with ``cutoff = now`` if it does not exist yet."""
+    with factory() as session:
+        edition = session.scalar(select(Edition).where(Edition.key == key))
+        if edition is not None or not create:
+            return edition, False
+    try:
+        with transaction(factory) as session:
+            edition = Edition(key=key, cutoff=now, created_at=now)
+            session.add(edition)
+        return edition, True
+    except IntegrityError:  # another process created it a moment ago
+        with factory() as session:
+            return session.scalar(select(Edition).where(Edition.key == key)), False
