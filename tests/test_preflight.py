@@ -107,7 +107,7 @@ def test_a_template_error_in_one_variant_names_file_line_and_variant(
 ) -> None:
     monkeypatch.setenv("DIGEST_CARD_CAP", "2")  # only the 3-summary variant shows "more"
     path, line = own_templates(
-        folder, "digest.mjml.j2", '<a href="{{ links.more }}">', '<a href="{{ links.archive }}">'
+        folder, "digest.mjml.j2", 'href="{{ links.more }}"', 'href="{{ links.archive }}"'
     )
     assert problems(check_output()) == [
         f"variant 1 (Neurology, Pharmacology): {path}:{line}: "
@@ -116,13 +116,13 @@ def test_a_template_error_in_one_variant_names_file_line_and_variant(
 
 
 def test_html_over_the_clipping_threshold(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("DIGEST_CARD_CAP", "50")  # about 2.5 KB per card: 42 are too many
+    monkeypatch.setenv("DIGEST_CARD_CAP", "50")  # 49 cards with long titles are too many
     factory = factory_in(folder)
     long = "A long plain-language explanation of the study and what it means for people. " * 4
-    for n in range(41):
+    for n in range(49):
         add_summary(
             factory,
-            f"Study {n} of rehabilitation",
+            f"Study {n} of rehabilitation: " + "a long title, as some journals write them, " * 6,
             ["rehabilitation"],
             utcnow() - DAY,
             simple_explanation=long,
@@ -150,10 +150,10 @@ def test_a_link_that_is_not_https(folder: Path) -> None:
 def test_an_image_without_alt_text(folder: Path) -> None:
     own_templates(
         folder,
-        "digest.mjml.j2",
+        "_top.mjml.j2",
         '<mj-text color="#ffffff" font-size="18px"',
         '<mj-image src="https://example.org/logo.png" width="120px" />\n'
-        '        <mj-text color="#ffffff" font-size="18px"',
+        '          <mj-text color="#ffffff" font-size="18px"',
     )
     assert problems(check_output()) == [
         "HTML <img src='https://example.org/logo.png'> has no alt text (all 2 variants)"

@@ -53,6 +53,10 @@ class Links:
     web_version: str | None = None
 
 
+#: The roles mjml-python gives the body's outer element, which is named by the subject.
+_ARTICLE = ' aria-roledescription="email" role="article"'
+
+
 @dataclass(frozen=True, slots=True)
 class Rendered:
     subject: str
@@ -172,6 +176,9 @@ class Renderer:
                 line = None
             where = f"{path}:{line}" if line else str(path)
             raise TemplateError(f"{where}: invalid MJML: {exc}") from None
+        # The email is the page's main landmark (named by its subject), so that screen readers
+        # can jump to it and no content lies outside a landmark.
+        html = html.replace(_ARTICLE, ' role="main"', 1)
         # Inline only our CSS: MJML's head styles (reset rules, media queries) stay in <style>
         # tags, which keeps the responsive layout and avoids ~12 KB of repeated reset rules.
         html = _STYLE_OPEN.sub('<style data-premailer="ignore"', html)
