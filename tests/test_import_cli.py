@@ -418,10 +418,10 @@ def test_email_shows_research_facts_present_and_never_markup(
     text_part, html_part = body(message, "plain"), body(message, "html")
 
     for facts in (
-        "Randomised trial · 48 participants",  # bladder routine: type and size
+        "Randomised trial · 48 people",  # bladder routine: type and what was counted
         "Cohort study · Adults with incomplete injury who could stand with support · 12 weeks",
-        "Case series · 36 participants",
-        "Pilot study · 9 participants",
+        "Case series · 36 people",
+        "Pilot study · 9 people",
     ):
         assert facts in text_part and facts in html_part
     # The summary with no research facts gets no facts line at all (no stray separators).

@@ -107,7 +107,10 @@ def test_a_template_error_in_one_variant_names_file_line_and_variant(
 ) -> None:
     monkeypatch.setenv("DIGEST_CARD_CAP", "2")  # only the 3-summary variant shows "more"
     path, line = own_templates(
-        folder, "digest.mjml.j2", 'href="{{ links.more }}"', 'href="{{ links.archive }}"'
+        folder,
+        "digest.mjml.j2",
+        "{{ links.topic(section.category.slug) }}",
+        "{{ links.archive }}",
     )
     assert problems(check_output()) == [
         f"variant 1 (Neurology, Pharmacology): {path}:{line}: "
@@ -174,6 +177,7 @@ def test_a_text_part_without_the_unsubscribe_link(folder: Path) -> None:
 
 def test_a_text_part_without_the_not_medical_advice_line(folder: Path) -> None:
     own_templates(folder, "digest.txt.j2", "They are not medical advice: talk", "Talk")
+    own_templates(folder, "digest.txt.j2", '{{ "Not medical advice: talk', '{{ "Talk')
     assert problems(check_output()) == [
         "text part lacks the line saying the summaries are not medical advice (all 2 variants)"
     ]

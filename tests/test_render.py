@@ -9,6 +9,7 @@ then review ``git diff tests/golden`` before committing.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 from dataclasses import replace
@@ -18,7 +19,7 @@ import pytest
 
 from digest.config import Settings
 from digest.errors import TemplateError
-from digest.render.cards import Card, CategoryRef, DigestContent, build_content, shorten
+from digest.render.cards import Card, CategoryRef, DigestContent, build_content
 from digest.render.renderer import Links, Palette, Rendered, Renderer, builtin_templates_dir
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -42,14 +43,18 @@ def card(id_: int, title: str, categories: tuple[int, ...], **kw: object) -> Car
         "url": f"https://example.org/research/study-{id_}",
         "journal": "Journal of Neurotrauma",
         "year": 2026,
-        "explanation": shorten(
+        "explanation": (
             "Researchers followed adults with a recent spinal cord injury. They compared two "
             "ways of caring for the bladder over six months. Fewer infections happened in the "
-            "group that used the new routine. The study was small, so more research is needed.",
-            320,
+            "group that used the new routine. The study was small, so more research is needed."
         ),
         "first_finding": "Urinary infections fell from 5 to 2 per person-year.",
-        "facts": "Randomised trial · 48 participants · 6 months",
+        "facts": "Randomised trial · 48 adults with a recent injury · 6 months",
+        "keep_in_mind": "Only 48 people took part, all from one hospital.",
+        "what_it_means": "Ask your continence nurse whether the routine suits you.",
+        "doi": f"10.1089/neu.2026.{id_:04d}",
+        "pmid": f"4100{id_:04d}",
+        "open_access": True,
     }
     values.update(kw)
     return Card(id=id_, title=title, category_ids=categories, category_names=names, **values)  # type: ignore[arg-type]
@@ -58,16 +63,30 @@ def card(id_: int, title: str, categories: tuple[int, ...], **kw: object) -> Car
 def week_content(cap: int = 15) -> DigestContent:
     cards = {
         1: card(1, "A bladder routine that prevents infections", (2,)),
-        2: card(2, "Minocycline after acute injury: a pilot trial", (1, 2), facts=""),
+        2: card(
+            2,
+            "Minocycline after acute injury: a pilot trial",
+            (1, 2),
+            facts="",
+            early_stage="Pilot study",
+            pmid=None,
+            open_access=None,
+        ),
         3: card(
             3,
             "TNF-α blockers and nerve pain ≥ 6 months after injury",
             (1,),
             journal=None,
             first_finding=None,
+            early_stage="Animal study",
+            explanation="Rats with a spinal cord injury were given the drug … ",
+            explanation_cut=True,
+            what_it_means=None,
+            doi=None,
+            pmid=None,
         ),
     }
-    return build_content([1, 2, 3], [1, 2], cards, CATEGORIES, cap)
+    return build_content([1, 2, 3], [1, 2], cards, CATEGORIES, cap, issued=dt.date(2026, 11, 23))
 
 
 def render(settings: Settings, content: DigestContent | None = None) -> Rendered:
@@ -96,7 +115,8 @@ def test_html_is_accessible_and_complete(settings: Settings) -> None:
     assert re.search(r'<html[^>]*\blang="en"', html)
     assert all(" alt=" in tag for tag in re.findall(r"<img\b[^>]*>", html))
     assert all('role="presentation"' in t for t in re.findall(r"<table\b[^>]*>", html))
-    assert "<h1" in html and html.count("<h2") == 2 and html.count("<h3") == 3
+    assert "<h1" in html and html.count("<h3") == 3
+    assert html.count("<h2") == 3  # "In this issue" and one per topic
     # no dark-mode claim without dark styles
     assert "color-scheme" not in html
     assert "@media only screen and (min-width:480px)" in html
@@ -109,7 +129,9 @@ def test_html_is_accessible_and_complete(settings: Settings) -> None:
     ):
         assert needle in html
     links = re.findall(r'href="([^"]+)"', html)
-    assert links and all(link.startswith("https://") for link in links)
+    assert links and all(link.startswith(("https://", "#topic-")) for link in links)
+    for anchor in {link for link in links if link.startswith("#")}:
+        assert f'id="{anchor[1:]}"' in html  # "In this issue" leads to its section
 
 
 def test_text_part_is_a_real_alternative(settings: Settings) -> None:
@@ -151,8 +173,8 @@ def test_html_stays_under_gmail_clipping_at_the_card_cap(settings: Settings) -> 
             i,
             f"A realistic and fairly long title for study number {i} of this week",
             (1, 2),
-            explanation=shorten(long, 320),
-            first_finding=shorten(long, 260),
+            explanation=long,
+            first_finding=long[:260],
         )
         for i in range(1, 31)
     }

@@ -1,21 +1,21 @@
-"""What a digest says: cards and sections built from summaries (pure, apart from ``load_cards``)."""
+"""What a digest says: cards and sections built from summaries (pure, apart from ``load_cards``).
+
+A card tells the truth about its study (see :mod:`digest.render.truth`): the explanation whole,
+every caveat, what was counted, how early the evidence is, and where it comes from.
+"""
 
 from __future__ import annotations
 
-import re
+import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from urllib.parse import quote
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from digest.render.truth import clean_text, early_stage, explanation, facts_line, keep_in_mind
 from digest.store.models import Summary
-
-EXPLANATION_LIMIT = 320
-FINDING_LIMIT = 260
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'“(])")
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
-_NOT_SPECIFIED = {"", "not specified", "unknown", "n/a", "none"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,15 +36,36 @@ class Card:
     year: int | None
     category_ids: tuple[int, ...]
     category_names: tuple[str, ...]
-    explanation: str
+    explanation: str  # whole, or cut at a sentence end ending in "…" (see explanation_cut)
     first_finding: str | None
-    facts: str  # "Randomised trial · 50 participants · 12 weeks", or ""
+    facts: str  # "Randomised trial · 212 adults with acute SCI · 12 weeks", or ""
+    early_stage: str | None = None  # "Animal study", "Pilot study", ... or None
+    explanation_cut: bool = False  # the rest of the explanation is on the summary's page
+    keep_in_mind: str = ""  # the study's limitations, never left out
+    what_it_means: str | None = None  # the summary's practical implications
+    doi: str | None = None
+    pmid: str | None = None
+    open_access: bool | None = None
+
+    @property
+    def doi_url(self) -> str | None:
+        return f"https://doi.org/{quote(self.doi, safe='/:;()._-')}" if self.doi else None
+
+    @property
+    def pubmed_url(self) -> str | None:
+        return f"https://pubmed.ncbi.nlm.nih.gov/{quote(self.pmid)}/" if self.pmid else None
 
 
 @dataclass(frozen=True, slots=True)
 class Section:
     category: CategoryRef
     cards: tuple[Card, ...]
+    total: int = 0  # new summaries of this topic, shown or not (0: as many as shown)
+
+    @property
+    def hidden(self) -> int:
+        """New summaries of this topic that did not fit under the card cap."""
+        return max(0, self.total - len(self.cards))
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +76,7 @@ class DigestContent:
     total: int  # new summaries for this reader, shown or not
     more_count: int  # how many did not fit under the card cap
     reader_categories: tuple[CategoryRef, ...]  # what the reader subscribed to
+    issued: dt.date | None = None  # the first day of the edition's period
 
     @property
     def cards(self) -> tuple[Card, ...]:
@@ -66,59 +88,9 @@ class DigestContent:
         return tuple(section.category.name for section in self.sections)
 
 
-def clean_text(text: str | None) -> str:
-    """One paragraph of plain text: control characters removed, white space folded."""
-    if not text:
-        return ""
-    return " ".join(_CONTROL.sub(" ", text).split())
-
-
-def shorten(text: str, limit: int) -> str:
-    """``text`` cut at the last sentence end within ``limit`` characters, or at a word with
-    an ellipsis if even the first sentence is longer."""
-    text = clean_text(text)
-    if len(text) <= limit:
-        return text
-    kept = ""
-    for sentence in _SENTENCE_END.split(text):
-        candidate = f"{kept} {sentence}".strip()
-        if len(candidate) > limit:
-            break
-        kept = candidate
-    if kept:
-        return kept
-    cut = text[: limit - 1]
-    space = cut.rfind(" ")
-    if space > limit // 2:
-        cut = cut[:space]
-    return cut.rstrip(" ,;:-") + "…"
-
-
-def facts_line(
-    *,
-    study_type: str | None,
-    evidence_level: str | None,
-    sample_size: int | None,
-    participants: str | None,
-    study_duration: str | None,
-) -> str:
-    """The research facts present, joined with middle dots; absent ones are left out."""
-    parts: list[str] = []
-    kind = clean_text(study_type) or clean_text(evidence_level)
-    if kind.lower() not in _NOT_SPECIFIED:
-        parts.append(kind)
-    if sample_size:
-        parts.append(f"{sample_size:,} participant{'s' if sample_size != 1 else ''}")
-    elif participants and clean_text(participants).lower() not in _NOT_SPECIFIED:
-        parts.append(shorten(participants, 80))
-    duration = clean_text(study_duration)
-    if duration and duration.lower() not in _NOT_SPECIFIED:
-        parts.append(duration)
-    return " · ".join(parts)
-
-
 def card_from_summary(summary: Summary) -> Card:
     findings = [clean_text(f) for f in summary.key_findings or [] if clean_text(f)]
+    told = explanation(summary.simple_explanation)
     return Card(
         id=summary.id,
         title=clean_text(summary.title),
@@ -127,15 +99,25 @@ def card_from_summary(summary: Summary) -> Card:
         year=summary.year,
         category_ids=tuple(c.id for c in summary.categories),
         category_names=tuple(c.name for c in summary.categories),
-        explanation=shorten(summary.simple_explanation, EXPLANATION_LIMIT),
-        first_finding=shorten(findings[0], FINDING_LIMIT) if findings else None,
+        explanation=told.shown,
+        first_finding=findings[0] if findings else None,
         facts=facts_line(
             study_type=summary.study_type,
             evidence_level=summary.evidence_level,
             sample_size=summary.sample_size,
             participants=summary.participants,
+            population=summary.population,
             study_duration=summary.study_duration,
         ),
+        early_stage=early_stage(
+            summary.study_type, summary.evidence_level, summary.population, summary.participants
+        ),
+        explanation_cut=told.cut,
+        keep_in_mind=keep_in_mind(summary.limitations, told.dropped_cautions),
+        what_it_means=clean_text(summary.practical_implications) or None,
+        doi=summary.doi,
+        pmid=summary.pmid,
+        open_access=summary.open_access,
     )
 
 
@@ -155,28 +137,44 @@ def build_content(
     cards: Mapping[int, Card],
     categories: Sequence[CategoryRef],
     cap: int,
+    *,
+    issued: dt.date | None = None,
 ) -> DigestContent:
-    """Group the first ``cap`` items into one section per reader category (in the order of
-    ``categories``); an item in several of the reader's categories appears once, in the first."""
+    """One section per reader category with new items (in the order of ``categories``); an
+    item in several of the reader's categories appears once, in the first.
+
+    At most ``cap`` cards, but the cap never hides a topic: every topic with new items shows
+    its first one, the rest of the cap goes to the items in order, and each section counts
+    what it did not show."""
     reader_ids = set(reader_category_ids)
     reader_categories = tuple(c for c in categories if c.id in reader_ids)
     order = {c.id: position for position, c in enumerate(reader_categories)}
-    shown = [cards[i] for i in item_ids[:cap]]
-    grouped: dict[int, list[Card]] = {}
-    for card in shown:
+    by_topic: dict[int, list[int]] = {}
+    for item in item_ids:
+        card = cards[item]
         home = min((order[c] for c in card.category_ids if c in order), default=None)
         if home is None:
             raise ValueError(f"summary {card.id} is in none of the reader's categories")
-        grouped.setdefault(home, []).append(card)
+        by_topic.setdefault(home, []).append(item)
+    chosen = {items[0] for items in by_topic.values()}
+    for item in item_ids:
+        if len(chosen) >= cap:
+            break
+        chosen.add(item)
     sections = tuple(
-        Section(reader_categories[position], tuple(grouped[position]))
-        for position in sorted(grouped)
+        Section(
+            reader_categories[position],
+            tuple(cards[i] for i in by_topic[position] if i in chosen),
+            total=len(by_topic[position]),
+        )
+        for position in sorted(by_topic)
     )
     return DigestContent(
         sections=sections,
         total=len(item_ids),
-        more_count=max(0, len(item_ids) - cap),
+        more_count=len(item_ids) - len(chosen),
         reader_categories=reader_categories,
+        issued=issued,
     )
 
 

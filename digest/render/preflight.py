@@ -32,6 +32,7 @@ class Page:
     images: list[dict[str, str | None]] = field(default_factory=list)
     headings: list[str] = field(default_factory=list)
     text: str = ""  # visible text, white space folded
+    ids: set[str] = field(default_factory=set)  # targets of in-page links (#id)
 
     @property
     def hrefs(self) -> set[str]:
@@ -48,6 +49,8 @@ class _Reader(HTMLParser):
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         values = dict(attrs)
+        if values.get("id"):
+            self.page.ids.add(str(values["id"]))
         for attr in ("href", "src"):
             if values.get(attr) is not None and tag not in ("script", "style"):
                 self.page.links.append((tag, attr, str(values[attr]).strip()))
@@ -103,11 +106,14 @@ def size_problems(html: str, limit: int = HTML_LIMIT) -> list[str]:
 
 
 def link_problems(page: Page, text: str) -> list[str]:
-    """Every link and image address absolute https (``mailto:`` links allowed)."""
+    """Every link and image address absolute https (``mailto:`` links, and links to a part of
+    the same email that exists, allowed)."""
     problems: list[str] = []
     seen: set[str] = set()
     for tag, attr, url in page.links:
         if url.lower().startswith("https://") or (tag == "a" and url.startswith("mailto:")):
+            continue
+        if tag == "a" and url.startswith("#") and url[1:] in page.ids:
             continue
         if url in seen:
             continue

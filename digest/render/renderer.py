@@ -6,6 +6,7 @@ unsubscribe token) arrive as placeholders of the same length that ``message`` sp
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import re
 import textwrap
@@ -51,6 +52,12 @@ class Links:
     more: str
     #: The web version of this digest (``BASE/v/<web_id>``), when the variant has one.
     web_version: str | None = None
+    #: This edition's page on the site (``BASE/editions/<key>``), when it has one.
+    edition: str | None = None
+
+    def topic(self, slug: str) -> str:
+        """Where all of this edition's new summaries of one topic are listed."""
+        return f"{self.edition}/{slug}" if self.edition else self.more
 
 
 #: The roles mjml-python gives the body's outer element, which is named by the subject.
@@ -80,6 +87,11 @@ def wrap(text: Any, width: int = TEXT_WIDTH) -> str:
     )
 
 
+def long_date(day: dt.date) -> str:
+    """30 November 2026."""
+    return f"{day.day} {day:%B %Y}"
+
+
 def _join_names(names: Sequence[str], most: int = 3) -> str:
     return join_names(list(names), most=most)
 
@@ -97,6 +109,7 @@ def make_environment(templates_dir: Path) -> jinja2.Environment:
     )
     env.filters["wrap"] = wrap
     env.filters["join_names"] = _join_names
+    env.filters["long_date"] = long_date
     return env
 
 
