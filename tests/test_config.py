@@ -1,10 +1,14 @@
 """Settings: the starter file works as is; every key can come from the environment;
-a bad or missing value stops with one line naming the key and its variable."""
+a bad or missing value stops with one line naming the key and its variable; a missing
+config file, a bad --config, an unknown variable, key or smtp_url option each stop with
+one line naming the real cause; the starter file and the README's tables come from the
+declarations."""
 
 from __future__ import annotations
 
 import os
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -228,6 +232,28 @@ def test_broken_toml_says_where(tmp_path: Path) -> None:
     path = write(tmp_path, 'site_name = "unterminated\n')
     with pytest.raises(ConfigError, match=r"is not valid TOML: .*line 1"):
         load_settings(path, env={})
+
+
+def test_a_file_that_is_not_utf8_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "digest.toml"
+    path.write_bytes(STARTER_CONFIG.replace("(sample)", "(\xe9chantillon)").encode("latin-1"))
+    with pytest.raises(ConfigError) as error:
+        load_settings(path, env={})
+    assert str(error.value).startswith(f"{path} is not UTF-8 text: ")
+
+
+def test_every_setting_with_a_value_can_come_from_the_environment(tmp_path: Path) -> None:
+    """The starter file's values, given as variables instead, give the same settings."""
+    path = write(tmp_path)
+    from_file = load_settings(path, env={})
+    path.unlink()
+    env = {}
+    for key, _, default, about in SETTINGS:
+        if default is not None and not about.commented:  # as the starter file has them
+            value = default if about.example is None else about.example
+            env[env_name(key)] = str(value).lower() if isinstance(value, bool) else str(value)
+    assert len(env) == len(re.findall(r"^[a-z_]+ = ", STARTER_CONFIG, re.MULTILINE)) == 25
+    assert load_settings(env=env, cwd=tmp_path) == replace(from_file, config_path=None)
 
 
 def test_environment_value_with_a_newline_is_refused(tmp_path: Path) -> None:
