@@ -286,9 +286,8 @@ def load_settings(
     check_environment(env)
     if path is None:
         path = find_config(env, cwd)
-    if origin is None:
-        from_env = path is not None and env.get("DIGEST_CONFIG") == str(path)
-        origin = "DIGEST_CONFIG" if from_env else "the config file"
+    if origin is None and path is not None and env.get("DIGEST_CONFIG") == str(path):
+        origin = "DIGEST_CONFIG"
     data = read_config_file(path, origin) if path is not None else {}
     required = [s.key for s in SETTINGS if s.default is REQUIRED]
     if path is None and not any(env.get(env_name(key)) for key in required):
@@ -340,12 +339,13 @@ def find_config(env: Mapping[str, str], cwd: Path) -> Path | None:
     return candidate if candidate.is_file() else None
 
 
-def read_config_file(path: Path, origin: str = "the config file") -> dict[str, Any]:
+def read_config_file(path: Path, origin: str | None = None) -> dict[str, Any]:
     """The TOML table in ``path``; ``origin`` (``--config``...) is named if it cannot be read."""
+    where = f"{origin} names {path}, which" if origin else f"config file {path}"
     if not path.exists():
-        raise SetupError(f"{origin} names {path}, which does not exist")
+        raise SetupError(f"{where} does not exist")
     if path.is_dir():
-        raise SetupError(f"{origin} names {path}, which is a folder, not a file")
+        raise SetupError(f"{where} is a folder, not a file")
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
@@ -353,7 +353,7 @@ def read_config_file(path: Path, origin: str = "the config file") -> dict[str, A
     except UnicodeDecodeError as exc:
         raise SetupError(f"{path} is not UTF-8 text: {exc}") from None
     except OSError as exc:
-        raise SetupError(f"{origin} names {path}, which cannot be read: {exc.strerror}") from None
+        raise SetupError(f"{where} cannot be read: {exc.strerror}") from None
     for key in sorted(set(data) - set(SETTING_KEYS)):
         hint = v.did_you_mean(key, SETTING_KEYS)
         problem = f"is not a known setting; {hint}" if hint else "is not a known setting"

@@ -104,6 +104,9 @@ def test_digest_config_naming_a_missing_file_says_so(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as error:
         load_settings(env={"DIGEST_CONFIG": str(missing)}, cwd=tmp_path)
     assert str(error.value) == f"DIGEST_CONFIG names {missing}, which does not exist"
+    with pytest.raises(ConfigError) as error:
+        load_settings(tmp_path, env={})
+    assert str(error.value) == f"config file {tmp_path} is a folder, not a file"
 
 
 @pytest.mark.parametrize(
