@@ -1,93 +1,242 @@
-"""Settings: read once at the edge from ``digest.toml`` and the environment, then passed down.
+"""Settings: one table declaring each setting once, read at the edge into a frozen value.
 
-Every key can be set in the TOML file or overridden by the environment variable
-``DIGEST_<KEY>`` (``database_url`` -> ``DIGEST_DATABASE_URL``). The file is ``./digest.toml``
-or the one named by ``DIGEST_CONFIG``. Relative paths in the file (SQLite database, outbox,
-templates) are taken relative to the file's folder, so cron can run from anywhere.
+Each field of :class:`Settings` declares its setting: type, default, meaning and parser (its
+``metadata``). From that one declaration come the parser of ``digest.toml``, the environment
+overrides (``DIGEST_<KEY>``, e.g. ``database_url`` -> ``DIGEST_DATABASE_URL``), the starter
+file :data:`STARTER_CONFIG` and the README's settings tables (``python -m digest.config
+--readme README.md`` rewrites them). The file is ``./digest.toml``, the one named by
+``DIGEST_CONFIG`` or by ``--config``. Relative paths in it (SQLite database, outbox, templates,
+DKIM key) are taken from the file's folder, so cron can run from anywhere.
 """
 
 from __future__ import annotations
 
-import ipaddress
+import argparse
 import os
-import re
+import sys
 import tomllib
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
-from email_validator import EmailNotValidError, validate_email
+from digest import config_values as v
+from digest import settings_table as table
+from digest.config_values import WEEKDAYS, SmtpSettings, domain_aligned, is_loopback, parse_smtp_url
+from digest.errors import ConfigError, SetupError
+from digest.settings_table import REQUIRED, declared, setting, starter_toml
 
-from digest.errors import ConfigError
+__all__ = ["CONFIG_FILENAME", "OTHER_VARIABLES", "SETTINGS", "SETTING_KEYS", "STARTER_CONFIG"]
+__all__ += ["WEEKDAYS", "Settings", "SmtpSettings", "domain_aligned", "env_name", "is_loopback"]
+__all__ += ["load_settings", "parse_smtp_url"]  # the value parsers are in config_values
 
 CONFIG_FILENAME = "digest.toml"
-TRANSPORTS = ("smtp", "file", "console")
-DKIM_ALGORITHMS = ("rsa-sha256", "ed25519-sha256")
-#: Longest bounce_address local part that still leaves room for ``+<id>-<hmac8>`` (RFC 5321
-#: limits a local part to 64 octets; ids up to 19 digits).
-MAX_BOUNCE_LOCAL = 64 - len("+-") - 19 - 8
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
+#: ``DIGEST_*`` variables that are not settings but are read by digest or its tests; any
+#: other ``DIGEST_*`` variable is refused like an unknown key in the file.
+OTHER_VARIABLES = {
+    "DIGEST_CONFIG": "the config file to use (the same as `--config`)",
+    "DIGEST_NOW": "the time every command takes as now (ISO 8601), for tests and replays",
+    "DIGEST_ADMIN_PASSWORD": "the password of the admin pages",
+    "DIGEST_MJML_VALIDATOR": "the `mjml` command `digest check` validates templates with",
+    "DIGEST_TEST_DATABASE_URL": "the PostgreSQL database the tests use besides SQLite",
+    "DIGEST_REFRESH_GOLDEN": "`1` makes the tests rewrite their golden files",
+}
 
 
-@dataclass(frozen=True)
-class SmtpSettings:
-    """Where and how to hand messages to a mail server."""
-
-    host: str
-    port: int
-    security: str  # "starttls", "tls" (implicit, smtps) or "none"
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
-    timeout: float = 30.0
+_DKIM = """DKIM signing, on when dkim_selector is set. Publish the public key as a TXT record at
+<dkim_selector>._domainkey.<dkim_domain>. dkim_domain defaults to the sender_address domain
+and must be that domain or a parent of it. The key file is a PEM private key (RSA, 2048
+bits, or ed25519 with dkim_algorithm = "ed25519-sha256"), relative to this file."""
+_VERP = """Bounces: with bounce_address, each message's envelope sender is
+bounces+<delivery id>-<check>@example.org (VERP), so a bounce names its delivery.
+The mailbox must accept bounces+anything@ (Postfix: recipient_delimiter = +).
+verp_secret signs the <check>; keep it secret and stable (changing it orphans old bounces)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Settings:
-    """Everything digest needs to know, validated. Build it with :func:`load_settings`."""
+    """Everything digest needs to know, validated. Build it with :func:`load_settings`.
 
-    site_name: str
-    site_url: str
-    base_url: str
-    sender_name: str
-    sender_address: str
-    postal_address: str
-    list_id: str
-    database_url: str
-    reply_to: str | None = None
-    unsubscribe_mailto: str | None = None
-    timezone: str = "UTC"
-    language: str = "en"
-    brand_color: str = "#1d4f91"
-    card_cap: int = 15
-    lookback_days: int = 7
-    transport: str = "file"
-    outbox_dir: Path = Path("outbox")
-    smtp: SmtpSettings | None = None
-    templates_dir: Path | None = None
-    send_batch_size: int = 500
-    smtp_connections: int = 4
-    rate_per_second: float = 0.0
-    rate_per_hour: int = 0
-    send_retries: int = 3
-    retry_base_seconds: float = 10.0
-    send_day: str = "mon"
-    send_time: str = "08:00"
-    local_delivery: bool = False
-    misfire_grace_hours: int = 144
+    The fields are in the order of the starter file; each declares its setting."""
+
+    site_name: str = setting(
+        REQUIRED, v.plain_text, "the site whose summaries are sent, shown in every email",
+        example="Spinal Cord Research Help (sample)",
+        heading="The site whose summaries are sent, shown in every email.",
+    )  # fmt: skip
+    site_url: str = setting(
+        REQUIRED, v.https_url, "the site's https address", example="https://example.org"
+    )
+    base_url: str = setting(
+        REQUIRED, v.https_url,
+        "https base of the subscriber pages; unsubscribe links are `BASE/u/<token>`",
+        example="https://example.org/digest",
+        heading="Where the subscriber pages (unsubscribe, preferences) are served. Must be https.",
+    )  # fmt: skip
+    sender_name: str = setting(
+        REQUIRED, v.plain_text, "the name the email is from",
+        example="Spinal Cord Research Digest",
+        heading="Who the email comes from. Use an address at a domain you control "
+        "(SPF, DKIM, DMARC).",
+    )  # fmt: skip
+    sender_address: str = setting(
+        REQUIRED, v.email_address, "the address the email is from, in a domain you control",
+        example="digest@example.org",
+    )  # fmt: skip
+    reply_to: str | None = setting(
+        None, v.email_address, "where replies go (`Reply-To`)", example="editors@example.org"
+    )
+    postal_address: str = setting(
+        REQUIRED, v.plain_text, "shown in every footer (CAN-SPAM)",
+        example="Example Foundation, 1 Example Street, Springfield 00000, Country",
+        heading="A real postal address is required in bulk mail (CAN-SPAM); "
+        "it is shown in every footer.",
+    )  # fmt: skip
+    list_id: str = setting(
+        REQUIRED, v.list_id, "`List-Id` (RFC 2919), a dotted name in your domain",
+        example="weekly.digest.example.org",
+        heading="A stable dotted name for this list (List-Id header, RFC 2919), "
+        "in your own domain.",
+    )  # fmt: skip
+    unsubscribe_mailto: str | None = setting(
+        None, v.email_address, "adds a `mailto:` to `List-Unsubscribe`",
+        example="unsubscribe@example.org",
+    )  # fmt: skip
+    timezone: str = setting(
+        "UTC", v.time_zone, "IANA time zone of the editions' weeks and of `send_time`",
+        heading="Editions are keyed by ISO week in this IANA time zone.",
+    )  # fmt: skip
+    language: str = setting("en", v.language_tag, "`lang` of the email, such as `en-GB`")
+    brand_color: str = setting("#1d4f91", v.hex_color, "header colour")
+    card_cap: int = setting(
+        15, v.whole_number(1, 50), "summaries shown per email; the rest are linked on the site",
+        heading="At most this many summaries per email (Gmail clips HTML over about 100 KB);\n"
+        "the rest are linked on the site.",
+    )  # fmt: skip
+    lookback_days: int = setting(
+        7, v.whole_number(1, 365), "how many days a new subscriber's first digest looks back",
+        note="A new subscriber's first digest covers this many days before they joined.",
+    )  # fmt: skip
+    transport: str = setting(
+        "file", v.one_of(*v.TRANSPORTS), "`smtp`, `file` or `console`",
+        heading="smtp, file (one .eml per message in outbox_dir) or console.",
+    )  # fmt: skip
+    outbox_dir: Path = setting(  # noqa: RUF009 (setting() is a dataclass field)
+        Path("outbox"), v.path, "where the `file` transport writes"
+    )
+    smtp: SmtpSettings | None = setting(  # noqa: RUF009
+        None, v.smtp_url,
+        "`smtp://user:pass@host:587?starttls=true`, `smtps://host:465`; `smtp://` uses "
+        "STARTTLS except on loopback; options `starttls`, `timeout` (seconds)",
+        key="smtp_url", example="smtp://user:password@smtp.example.org:587?starttls=true",
+        default_text="none (needed by `transport = \"smtp\"`)", secret=True,
+    )  # fmt: skip
+    smtp_connections: int = setting(
+        4, v.whole_number(1, 32), "SMTP connections used at once",
+        note="Connections to the SMTP server used at once, and the sending rate for the whole "
+        "run\n(all connections and workers together; 0 = no limit). On 421/451 deferrals the "
+        "rate\nhalves and then recovers.",
+    )  # fmt: skip
+    rate_per_second: float = setting(
+        0.0, v.number(0, 100_000), "messages per second for the whole run (0: no limit)"
+    )
+    rate_per_hour: int = setting(
+        0, v.whole_number(0, 100_000_000), "messages per hour for the whole run (0: no limit)"
+    )
+    send_retries: int = setting(
+        3, v.whole_number(0, 10), "retries of temporary failures per run (never of 5xx ones)",
+        note="Temporary failures (4xx, dropped connections) are retried this many times per "
+        "run, with\nexponential back-off from retry_base_seconds (with jitter); 5xx failures "
+        "never are.",
+    )  # fmt: skip
+    retry_base_seconds: float = setting(
+        10.0, v.number(0, 3600), "seconds before the first retry; doubled for each next one"
+    )
+    send_batch_size: int = setting(
+        500, v.whole_number(1, 10_000),
+        "ledger rows claimed at a time (outcomes are recorded every 100; a crash can send at "
+        "most a batch twice)",
+        note="How many ledger rows a sender claims at a time. Outcomes are recorded every "
+        "100\nmessages, so after a crash about that many (at most a batch) may go out twice, "
+        "with\ntheir original Message-ID.",
+    )  # fmt: skip
+    send_day: str = setting(
+        "mon", v.one_of(*WEEKDAYS), "the weekday the edition goes out, in `timezone`",
+        heading="When the weekly edition goes out (python scheduler.py, or cron with `digest "
+        "send --due`),\nin the list's time zone. With local_delivery, each reader gets it at "
+        "send_time in their own\ntime zone instead (the scheduler then runs hourly).",
+    )  # fmt: skip
+    send_time: str = setting("08:00", v.time_of_day, "the time of day the edition goes out")
+    local_delivery: bool = setting(
+        False, v.boolean, "send at `send_time` in each reader's own time zone"
+    )
+    misfire_grace_hours: int = setting(
+        144, v.whole_number(1, 167), "how late a missed scheduled run may still start, in hours",
+        note="After downtime, a missed send still runs (once) if it is at most this many "
+        "hours late.",
+    )  # fmt: skip
+    database_url: str = setting(
+        "sqlite:///digest.sqlite3", v.plain_text,
+        "SQLite beside `digest.toml`, or `postgresql+psycopg://user@host/db` "
+        "(install `.[postgres]`)",
+        heading="SQLite file next to this config by default; "
+        "PostgreSQL: postgresql+psycopg://user@host/db",
+    )  # fmt: skip
+    templates_dir: Path | None = setting(  # noqa: RUF009
+        None, v.path, "your own copy of the templates (`digest templates copy DIR`)",
+        example="templates", default_text="the built-in templates",
+        heading="Your own copy of the templates (digest templates copy DIR) instead of the "
+        "built-in ones.",
+    )  # fmt: skip
+    dkim_selector: str | None = setting(
+        None, v.dns_name(1),
+        "turns DKIM signing on; the key is published at `<selector>._domainkey.<dkim_domain>`",
+        section="dkim", example="digest2026", heading=_DKIM,
+    )  # fmt: skip
+    dkim_domain: str | None = setting(
+        None, v.dns_name(2),
+        "the `d=` of the signature: the `sender_address` domain or a parent of it "
+        "(DMARC alignment)",
+        section="dkim", example="example.org", default_text="the sender's domain",
+    )  # fmt: skip
+    dkim_key_file: Path | None = setting(  # noqa: RUF009
+        None, v.path,
+        "unencrypted PEM private key, relative to `digest.toml`: `openssl genrsa -out dkim.pem "
+        "2048`, or `openssl genpkey -algorithm ed25519 -out dkim.pem`",
+        section="dkim", example="dkim-private.pem", default_text="required with `dkim_selector`",
+    )  # fmt: skip
+    dkim_algorithm: str = setting(
+        "rsa-sha256", v.one_of(*v.DKIM_ALGORITHMS),
+        "`rsa-sha256` or `ed25519-sha256` (never `rsa-sha1`); RSA keys need at least 1024 "
+        "bits, 2048 is best",
+        section="dkim", commented=True,
+    )  # fmt: skip
+    bounce_address: str | None = setting(
+        None, v.email_address,
+        "turns VERP on: delivery 1234 is sent with envelope sender `bounces+1234-<check>@domain`"
+        "; must be in the sender's domain (SPF alignment), and the mailbox must accept "
+        "`bounces+anything@` (Postfix: `recipient_delimiter = +`)",
+        section="dkim", example="bounces@example.org", heading=_VERP,
+    )  # fmt: skip
+    verp_secret: str | None = setting(
+        None, v.secret,
+        "at least 16 characters that sign `<check>`, so a forged bounce matches no delivery; "
+        "make one with `python -c 'import secrets; print(secrets.token_hex(32))'` and keep it "
+        "(changing it orphans bounces of earlier sends)",
+        section="dkim", default_text="required with `bounce_address`", secret=True,
+        example="change me: python -c 'import secrets; print(secrets.token_hex(32))'",
+    )  # fmt: skip
+    bounce_webhook_secret: str | None = setting(
+        None, v.secret,
+        "turns on the bounce webhooks of `digest serve` (`POST /bounces/json` with header "
+        "`X-Digest-Secret`, `/bounces/ses`); at least 16 characters",
+        section="dkim", example="change me: at least 16 random characters", secret=True,
+        note="With a secret, `digest serve` also takes bounce webhooks: POST /bounces/json "
+        "(header\nX-Digest-Secret) and /bounces/ses (Amazon SNS, signature verified).",
+    )  # fmt: skip
+    #: The file these settings were read from (None: the environment alone).
     config_path: Path | None = None
-    # DKIM (on when dkim_selector is set) and VERP bounces (on when bounce_address is set).
-    dkim_selector: str | None = None
-    dkim_domain: str | None = None  # None: the sender's domain
-    dkim_key_file: Path | None = None
-    dkim_algorithm: str = "rsa-sha256"
-    bounce_address: str | None = None
-    verp_secret: str | None = field(default=None, repr=False)
-    #: Enables POST /bounces/json and /bounces/ses on `digest serve` (bounce webhooks).
-    bounce_webhook_secret: str | None = field(default=None, repr=False)
 
     @property
     def zone(self) -> ZoneInfo:
@@ -98,506 +247,136 @@ class Settings:
         return self.sender_address.rpartition("@")[2]
 
 
+SETTINGS = declared(Settings)
+SETTING_KEYS = tuple(s.key for s in SETTINGS)
+
+
 def env_name(key: str) -> str:
     return "DIGEST_" + key.upper()
 
 
-def _text(key: str, value: Any, source: str) -> str:
-    if not isinstance(value, str):
-        raise ConfigError(key, f"expected text, got {type(value).__name__}", source=source)
-    text: str = value.strip()
-    if not text:
-        raise ConfigError(key, "is empty", source=source)
-    if "\r" in text or "\n" in text:
-        raise ConfigError(key, "must be on one line", source=source)
-    return text
+STARTER_CONFIG = starter_toml(
+    "digest configuration. Every key can also be set by an environment variable:\n"
+    "DIGEST_<KEY IN CAPITALS>, for example DIGEST_DATABASE_URL or DIGEST_SMTP_URL.\n"
+    "These values work as they are for local trials: messages go to ./outbox as files.",
+    SETTINGS,
+)
 
 
-def _https_url(key: str, value: Any, source: str) -> str:
-    text = _text(key, value, source).rstrip("/")
-    parts = urlsplit(text)
-    if parts.scheme != "https" or not parts.hostname:
-        raise ConfigError(key, f"must be an https:// URL, got {text!r}", source=source)
-    return text
-
-
-def _email(key: str, value: Any, source: str) -> str:
-    text = _text(key, value, source)
-    try:
-        return str(validate_email(text, check_deliverability=False).normalized)
-    except EmailNotValidError as exc:
-        raise ConfigError(
-            key, f"{text!r} is not a valid email address ({exc})", source=source
-        ) from None
-
-
-def _int_in(low: int, high: int) -> Callable[[str, Any, str], int]:
-    def parse(key: str, value: Any, source: str) -> int:
-        if isinstance(value, str):
-            try:
-                value = int(value.strip())
-            except ValueError:
-                raise ConfigError(
-                    key, f"expected a whole number, got {value!r}", source=source
-                ) from None
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise ConfigError(key, "expected a whole number", source=source)
-        if not low <= value <= high:
-            raise ConfigError(key, f"must be between {low} and {high}, got {value}", source=source)
-        return value
-
-    return parse
-
-
-def _timezone(key: str, value: Any, source: str) -> str:
-    text = _text(key, value, source)
-    try:
-        ZoneInfo(text)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(
-            key, f"{text!r} is not an IANA time zone such as Europe/London", source=source
-        ) from None
-    return text
-
-
-def _list_id(key: str, value: Any, source: str) -> str:
-    text = _text(key, value, source)
-    if len(text) > 255 or not re.fullmatch(r"[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+", text):
-        raise ConfigError(
-            key, f"{text!r} must be a dotted name such as weekly.example.org", source=source
-        )
-    return text
-
-
-def _color(key: str, value: Any, source: str) -> str:
-    text = _text(key, value, source)
-    if not re.fullmatch(r"#[0-9a-fA-F]{6}", text):
-        raise ConfigError(key, f"must be a colour like #1d4f91, got {text!r}", source=source)
-    return text.lower()
-
-
-def _choice(*choices: str) -> Callable[[str, Any, str], str]:
-    def parse(key: str, value: Any, source: str) -> str:
-        text = _text(key, value, source).lower()
-        if text not in choices:
-            raise ConfigError(key, f"must be one of {', '.join(choices)}", source=source)
-        return text
-
-    return parse
-
-
-WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-
-
-def _clock(key: str, value: Any, source: str) -> str:
-    text = _text(key, value, source)
-    match = re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)", text)
-    if not match:
-        raise ConfigError(key, f"must be a time of day such as 08:00, got {text!r}", source=source)
-    return f"{int(match[1]):02d}:{match[2]}"
-
-
-def _number_in(low: float, high: float) -> Callable[[str, Any, str], float]:
-    def parse(key: str, value: Any, source: str) -> float:
-        try:
-            number = float(value.strip() if isinstance(value, str) else value)
-        except (TypeError, ValueError):
-            raise ConfigError(key, f"expected a number, got {value!r}", source=source) from None
-        if isinstance(value, bool) or not low <= number <= high:
-            raise ConfigError(key, f"must be between {low:g} and {high:g}", source=source)
-        return number
-
-    return parse
-
-
-def _bool(key: str, value: Any, source: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
-        return value.strip().lower() in _TRUE
-    raise ConfigError(key, "must be true or false", source=source)
-
-
-def _language(key: str, value: Any, source: str) -> str:
-    text = _text(key, value, source)
-    if not re.fullmatch(r"[a-zA-Z]{2,3}(-[a-zA-Z0-9]{2,8})*", text) or text.lower() == "und":
-        raise ConfigError(key, "must be a language tag such as en or en-GB", source=source)
-    return text
-
-
-def _dns_name(min_labels: int) -> Callable[[str, Any, str], str]:
-    label = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
-
-    def parse(key: str, value: Any, source: str) -> str:
-        text = _text(key, value, source).lower().rstrip(".")
-        if len(text) > 253 or not re.fullmatch(rf"{label}(?:\.{label}){{{min_labels - 1},}}", text):
-            example = "example.org" if min_labels > 1 else "digest2026"
-            raise ConfigError(key, f"{text!r} must be a DNS name such as {example}", source=source)
-        return text
-
-    return parse
-
-
-def _secret(key: str, value: Any, source: str) -> str:
-    text = _text(key, value, source)
-    if len(text) < 16:
-        raise ConfigError(
-            key, "must be at least 16 characters (use a random string)", source=source
-        )
-    return text
-
-
-def domain_aligned(domain: str, from_domain: str) -> bool:
-    """True when ``domain`` equals ``from_domain`` or is a parent of it (relaxed DMARC
-    alignment, RFC 7489 §3.1.1), never for a bare top-level name such as ``org``."""
-    domain, from_domain = domain.lower().rstrip("."), from_domain.lower().rstrip(".")
-    if "." not in domain:
-        return False
-    return from_domain == domain or from_domain.endswith("." + domain)
-
-
-def _last_two_labels(domain: str) -> str:
-    return ".".join(domain.lower().rstrip(".").split(".")[-2:])
-
-
-def parse_smtp_url(url: str, *, source: str = "environment") -> SmtpSettings:
-    """``smtp://user:pass@host:587?starttls=true``, ``smtps://host:465``, ``smtp://127.0.0.1:25``.
-
-    ``smtp://`` uses STARTTLS unless the host is a loopback address or ``?starttls=false``.
-    """
-    key = "smtp_url"
-    parts = urlsplit(_text(key, url, source))
-    if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
-        raise ConfigError(
-            key, "must look like smtp://user:pass@host:587 or smtps://host:465", source=source
-        )
-    query = {k: v[-1].lower() for k, v in parse_qs(parts.query).items()}
-    timeout = 30.0
-    if "timeout" in query:
-        try:
-            timeout = float(query["timeout"])
-        except ValueError:
-            raise ConfigError(key, "timeout must be a number of seconds", source=source) from None
-    try:
-        port = parts.port
-    except ValueError:
-        raise ConfigError(key, "has an invalid port", source=source) from None
-    if parts.scheme == "smtps":
-        security = "tls"
-    else:
-        starttls = query.get("starttls")
-        if starttls is None:
-            security = "none" if is_loopback(parts.hostname) else "starttls"
-        elif starttls in _TRUE:
-            security = "starttls"
-        elif starttls in _FALSE:
-            security = "none"
-        else:
-            raise ConfigError(key, "starttls must be true or false", source=source)
-    return SmtpSettings(
-        host=parts.hostname,
-        port=port or (465 if security == "tls" else 587 if security == "starttls" else 25),
-        security=security,
-        username=unquote(parts.username) if parts.username else None,
-        password=unquote(parts.password) if parts.password else None,
-        timeout=timeout,
-    )
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-# key -> (parser, default or REQUIRED). Order is the order of the starter file.
-REQUIRED = object()
-_Parser = Callable[[str, Any, str], Any]
-_FIELDS: dict[str, tuple[_Parser, Any]] = {
-    "site_name": (_text, REQUIRED),
-    "site_url": (_https_url, REQUIRED),
-    "base_url": (_https_url, REQUIRED),
-    "sender_name": (_text, REQUIRED),
-    "sender_address": (_email, REQUIRED),
-    "reply_to": (_email, None),
-    "postal_address": (_text, REQUIRED),
-    "list_id": (_list_id, REQUIRED),
-    "unsubscribe_mailto": (_email, None),
-    "timezone": (_timezone, "UTC"),
-    "language": (_language, "en"),
-    "brand_color": (_color, "#1d4f91"),
-    "card_cap": (_int_in(1, 50), 15),
-    "lookback_days": (_int_in(1, 365), 7),
-    "transport": (_choice(*TRANSPORTS), "file"),
-    "database_url": (_text, "sqlite:///digest.sqlite3"),
-    "outbox_dir": (_text, "outbox"),
-    "smtp_url": (_text, None),
-    "templates_dir": (_text, None),
-    "send_batch_size": (_int_in(1, 10_000), 500),
-    "smtp_connections": (_int_in(1, 32), 4),
-    "rate_per_second": (_number_in(0, 100_000), 0.0),
-    "rate_per_hour": (_int_in(0, 100_000_000), 0),
-    "send_retries": (_int_in(0, 10), 3),
-    "retry_base_seconds": (_number_in(0, 3600), 10.0),
-    "send_day": (_choice(*WEEKDAYS), "mon"),
-    "send_time": (_clock, "08:00"),
-    "local_delivery": (_bool, False),
-    "misfire_grace_hours": (_int_in(1, 167), 144),
-    "dkim_selector": (_dns_name(1), None),
-    "dkim_domain": (_dns_name(2), None),
-    "dkim_key_file": (_text, None),
-    "dkim_algorithm": (_choice(*DKIM_ALGORITHMS), "rsa-sha256"),
-    "bounce_address": (_email, None),
-    "verp_secret": (_secret, None),
-    "bounce_webhook_secret": (_secret, None),
-}
-SETTING_KEYS = tuple(_FIELDS)
-
-
-def find_config(env: Mapping[str, str], cwd: Path) -> Path | None:
-    """The config file in use: ``$DIGEST_CONFIG``, else ``./digest.toml`` if it exists."""
-    if env.get("DIGEST_CONFIG"):
-        path = Path(env["DIGEST_CONFIG"])
-        if not path.is_file():
-            raise ConfigError("config", f"file {path} does not exist")
-        return path
-    candidate = cwd / CONFIG_FILENAME
-    return candidate if candidate.is_file() else None
-
-
-def read_config_file(path: Path) -> dict[str, Any]:
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError("config", f"{path} is not valid TOML: {exc}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError("config", f"cannot read {path}: {exc}") from None
-    unknown = sorted(set(data) - set(_FIELDS))
-    if unknown:
-        raise ConfigError(unknown[0], "is not a known setting", source=str(path))
-    return data
+def readme_tables() -> dict[str, str]:
+    """The README's generated tables, by section (``variables``: the other variables)."""
+    names = {key: env_name(key) for key in SETTING_KEYS}
+    tables = {s.about.section: "" for s in SETTINGS}
+    tables = {section: table.markdown_table(SETTINGS, section, names) for section in tables}
+    return tables | {"variables": table.variables_table(OTHER_VARIABLES)}
 
 
 def load_settings(
     path: Path | None = None,
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
+    *,
+    origin: str | None = None,
 ) -> Settings:
-    """Read the config file (if any) and the environment into a validated :class:`Settings`."""
+    """Read the config file (if any) and the environment into a validated :class:`Settings`.
+
+    ``origin`` says where ``path`` came from (such as ``--config``), for the error naming it."""
     env = os.environ if env is None else env
     cwd = Path.cwd() if cwd is None else cwd
-    path = path if path is not None else find_config(env, cwd)
-    data = read_config_file(path) if path is not None else {}
+    check_environment(env)
+    if path is None:
+        path = find_config(env, cwd)
+    if origin is None and path is not None and env.get("DIGEST_CONFIG") == str(path):
+        origin = "DIGEST_CONFIG"
+    data = read_config_file(path, origin) if path is not None else {}
+    required = [s.key for s in SETTINGS if s.default is REQUIRED]
+    if path is None and not any(env.get(env_name(key)) for key in required):
+        raise SetupError(
+            f"no {CONFIG_FILENAME} in {cwd}: run `digest init` to create one there, "
+            f"or set DIGEST_CONFIG (or --config) to your {CONFIG_FILENAME}"
+        )
     base_dir = path.parent if path is not None else cwd
     values: dict[str, Any] = {}
-    for key, (parse, default) in _FIELDS.items():
+    for key, name, default, about in SETTINGS:
         if env.get(env_name(key)):
-            raw, source = env[env_name(key)], "the environment"
+            values[name] = about.parse(key, env[env_name(key)], "the environment")
         elif key in data:
-            raw, source = data[key], str(path)
+            values[name] = about.parse(key, data[key], str(path))
         elif default is REQUIRED:
-            hint = f"add it to {path}" if path else "run `digest init` to create digest.toml"
-            raise ConfigError(key, f"is missing; {hint} or set the variable")
+            hint = (
+                f"add it to {path} or set the variable"
+                if path
+                else (f"set the variable, or run `digest init` (no {CONFIG_FILENAME} in {cwd})")
+            )
+            raise ConfigError(key, f"is missing; {hint}")
         else:
-            values[key] = default
-            continue
-        values[key] = parse(key, raw, source)
-
-    smtp = None
-    if values["smtp_url"] is not None:
-        smtp = parse_smtp_url(values["smtp_url"])
-    elif values["transport"] == "smtp":
+            values[name] = default
+    values = {k: base_dir / x if isinstance(x, Path) else x for k, x in values.items()}
+    values["database_url"] = v.resolve_sqlite(values["database_url"], base_dir)
+    if values["smtp"] is None and values["transport"] == "smtp":
         raise ConfigError("smtp_url", "is missing but transport is smtp")
-    dkim_key_file = _check_dkim(values, base_dir)
-    _check_bounces(values)
-    return Settings(
-        site_name=values["site_name"],
-        site_url=values["site_url"],
-        base_url=values["base_url"],
-        sender_name=values["sender_name"],
-        sender_address=values["sender_address"],
-        postal_address=values["postal_address"],
-        list_id=values["list_id"],
-        database_url=_resolve_sqlite(values["database_url"], base_dir),
-        reply_to=values["reply_to"],
-        unsubscribe_mailto=values["unsubscribe_mailto"],
-        timezone=values["timezone"],
-        language=values["language"],
-        brand_color=values["brand_color"],
-        card_cap=values["card_cap"],
-        lookback_days=values["lookback_days"],
-        transport=values["transport"],
-        outbox_dir=base_dir / values["outbox_dir"],
-        smtp=smtp,
-        templates_dir=base_dir / values["templates_dir"] if values["templates_dir"] else None,
-        send_batch_size=values["send_batch_size"],
-        smtp_connections=values["smtp_connections"],
-        rate_per_second=values["rate_per_second"],
-        rate_per_hour=values["rate_per_hour"],
-        send_retries=values["send_retries"],
-        retry_base_seconds=values["retry_base_seconds"],
-        send_day=values["send_day"],
-        send_time=values["send_time"],
-        local_delivery=values["local_delivery"],
-        misfire_grace_hours=values["misfire_grace_hours"],
-        config_path=path,
-        dkim_selector=values["dkim_selector"],
-        dkim_domain=values["dkim_domain"],
-        dkim_key_file=dkim_key_file,
-        dkim_algorithm=values["dkim_algorithm"],
-        bounce_address=values["bounce_address"],
-        verp_secret=values["verp_secret"],
-        bounce_webhook_secret=values["bounce_webhook_secret"],
-    )
+    v.check_dkim(values)
+    v.check_bounces(values)
+    return Settings(**values, config_path=path)
 
 
-def _check_dkim(values: dict[str, Any], base_dir: Path) -> Path | None:
-    """DKIM settings go together; returns the key file's path. The key itself is loaded
-    (and checked) by :class:`digest.mail.dkim.DkimSigner`."""
-    selector, key_file = values["dkim_selector"], values["dkim_key_file"]
-    if selector is None:
-        for other in ("dkim_key_file", "dkim_domain"):
-            if values[other] is not None:
-                raise ConfigError("dkim_selector", f"is missing but {other} is set")
-        return None
-    if key_file is None:
-        raise ConfigError("dkim_key_file", "is missing but dkim_selector is set")
-    sender_domain = values["sender_address"].rpartition("@")[2]
-    domain = values["dkim_domain"] or sender_domain
-    if not domain_aligned(domain, sender_domain):
-        raise ConfigError(
-            "dkim_domain",
-            f"{domain!r} must be the sender's domain {sender_domain!r} or a parent of it "
-            "(DMARC alignment)",
-        )
-    path: Path = base_dir / key_file
-    if not path.is_file():
-        raise ConfigError("dkim_key_file", f"file {path} does not exist")
-    return path
+def check_environment(env: Mapping[str, str]) -> None:
+    """Refuse ``DIGEST_*`` variables that are neither settings nor :data:`OTHER_VARIABLES`."""
+    known = [env_name(key) for key in SETTING_KEYS] + list(OTHER_VARIABLES)
+    for name in sorted(env):
+        if name.startswith("DIGEST_") and name not in known:
+            hint = v.did_you_mean(name, known, prefix="DIGEST_") or (
+                "digest has no such setting (see Configuration in the README)"
+            )
+            raise SetupError(f"unknown environment variable {name}: {hint}", key=name)
 
 
-def _check_bounces(values: dict[str, Any]) -> None:
-    bounce = values["bounce_address"]
-    if bounce is None:
-        return
-    if values["verp_secret"] is None:
-        raise ConfigError(
-            "verp_secret",
-            "is missing but bounce_address is set; make one with "
-            "python -c 'import secrets; print(secrets.token_hex(32))'",
-        )
-    local, _, domain = bounce.rpartition("@")
-    if len(local) > MAX_BOUNCE_LOCAL or '"' in local:
-        raise ConfigError(
-            "bounce_address",
-            f"local part must be plain and at most {MAX_BOUNCE_LOCAL} characters "
-            "(VERP adds +<id>-<check>)",
-        )
-    sender_domain = values["sender_address"].rpartition("@")[2]
-    if _last_two_labels(domain) != _last_two_labels(sender_domain):
-        raise ConfigError(
-            "bounce_address",
-            f"domain {domain!r} must be in the sender's domain {sender_domain!r} "
-            "(SPF alignment for DMARC)",
-        )
+def find_config(env: Mapping[str, str], cwd: Path) -> Path | None:
+    """The config file in use: ``$DIGEST_CONFIG``, else ``./digest.toml`` if it exists."""
+    if env.get("DIGEST_CONFIG"):
+        return Path(env["DIGEST_CONFIG"])
+    candidate = cwd / CONFIG_FILENAME
+    return candidate if candidate.is_file() else None
 
 
-def _resolve_sqlite(url: str, base_dir: Path) -> str:
-    """Make ``sqlite:///relative.db`` relative to the config file's folder."""
-    prefix = "sqlite:///"
-    if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
-        return prefix + str((base_dir / url[len(prefix) :]).resolve())
-    return url
+def read_config_file(path: Path, origin: str | None = None) -> dict[str, Any]:
+    """The TOML table in ``path``; ``origin`` (``--config``...) is named if it cannot be read."""
+    where = f"{origin} names {path}, which" if origin else f"config file {path}"
+    if not path.exists():
+        raise SetupError(f"{where} does not exist")
+    if path.is_dir():
+        raise SetupError(f"{where} is a folder, not a file")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise SetupError(f"{path} is not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise SetupError(f"{path} is not UTF-8 text: {exc}") from None
+    except OSError as exc:
+        raise SetupError(f"{where} cannot be read: {exc.strerror}") from None
+    for key in sorted(set(data) - set(SETTING_KEYS)):
+        hint = v.did_you_mean(key, SETTING_KEYS)
+        problem = f"is not a known setting; {hint}" if hint else "is not a known setting"
+        raise ConfigError(key, problem, source=str(path))
+    return data
 
 
-STARTER_CONFIG = """\
-# digest configuration. Every key can also be set by an environment variable:
-# DIGEST_<KEY IN CAPITALS>, for example DIGEST_DATABASE_URL or DIGEST_SMTP_URL.
-# These values work as they are for local trials: messages go to ./outbox as files.
+def main(argv: list[str] | None = None) -> int:
+    """``python -m digest.config --readme README.md`` rewrites the README's settings tables;
+    ``--markdown SECTION`` prints one; ``--starter`` prints the starter digest.toml."""
+    parser = argparse.ArgumentParser(prog="python -m digest.config", description=main.__doc__)
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--readme", type=Path, metavar="FILE", help="rewrite its tables")
+    what.add_argument("--markdown", choices=sorted(readme_tables()), help="print one table")
+    what.add_argument("--starter", action="store_true", help="print the starter digest.toml")
+    args = parser.parse_args(argv)
+    if args.readme:
+        text = args.readme.read_text(encoding="utf-8")
+        args.readme.write_text(table.refresh_readme(text, readme_tables()), encoding="utf-8")
+    else:
+        sys.stdout.write(STARTER_CONFIG if args.starter else readme_tables()[args.markdown])
+    return 0
 
-# The site whose summaries are sent, shown in every email.
-site_name = "Spinal Cord Research Help (sample)"
-site_url = "https://example.org"
 
-# Where the subscriber pages (unsubscribe, preferences) are served. Must be https.
-base_url = "https://example.org/digest"
-
-# Who the email comes from. Use an address at a domain you control (SPF, DKIM, DMARC).
-sender_name = "Spinal Cord Research Digest"
-sender_address = "digest@example.org"
-# reply_to = "editors@example.org"
-
-# A real postal address is required in bulk mail (CAN-SPAM); it is shown in every footer.
-postal_address = "Example Foundation, 1 Example Street, Springfield 00000, Country"
-
-# A stable dotted name for this list (List-Id header, RFC 2919), in your own domain.
-list_id = "weekly.digest.example.org"
-# unsubscribe_mailto = "unsubscribe@example.org"
-
-# Editions are keyed by ISO week in this IANA time zone.
-timezone = "UTC"
-language = "en"
-brand_color = "#1d4f91"
-
-# At most this many summaries per email (Gmail clips HTML over about 100 KB);
-# the rest are linked on the site.
-card_cap = 15
-# A new subscriber's first digest covers this many days before they joined.
-lookback_days = 7
-
-# smtp, file (one .eml per message in outbox_dir) or console.
-transport = "file"
-outbox_dir = "outbox"
-# smtp_url = "smtp://user:password@smtp.example.org:587?starttls=true"
-# Connections to the SMTP server used at once, and the sending rate for the whole run
-# (all connections and workers together; 0 = no limit). On 421/451 deferrals the rate
-# halves and then recovers.
-smtp_connections = 4
-rate_per_second = 0
-rate_per_hour = 0
-# Temporary failures (4xx, dropped connections) are retried this many times per run, with
-# exponential back-off from retry_base_seconds (with jitter); 5xx failures never are.
-send_retries = 3
-retry_base_seconds = 10
-# How many ledger rows a sender claims at a time. Outcomes are recorded every 100
-# messages, so after a crash about that many (at most a batch) may go out twice, with
-# their original Message-ID.
-send_batch_size = 500
-
-# When the weekly edition goes out (python scheduler.py, or cron with `digest send --due`),
-# in the list's time zone. With local_delivery, each reader gets it at send_time in their own
-# time zone instead (the scheduler then runs hourly).
-send_day = "mon"
-send_time = "08:00"
-local_delivery = false
-# After downtime, a missed send still runs (once) if it is at most this many hours late.
-misfire_grace_hours = 144
-
-# SQLite file next to this config by default; PostgreSQL: postgresql+psycopg://user@host/db
-database_url = "sqlite:///digest.sqlite3"
-
-# Your own copy of the templates (digest templates copy DIR) instead of the built-in ones.
-# templates_dir = "templates"
-
-# DKIM signing, on when dkim_selector is set. Publish the public key as a TXT record at
-# <dkim_selector>._domainkey.<dkim_domain>. dkim_domain defaults to the sender_address domain
-# and must be that domain or a parent of it. The key file is a PEM private key (RSA, 2048
-# bits, or ed25519), relative to this file.
-# dkim_selector = "digest2026"
-# dkim_domain = "example.org"
-# dkim_key_file = "dkim-private.pem"
-# dkim_algorithm = "rsa-sha256"   # or "ed25519-sha256"
-
-# Bounces: with bounce_address, each message's envelope sender is
-# bounces+<delivery id>-<check>@example.org (VERP), so a bounce names its delivery.
-# The mailbox must accept bounces+anything@ (Postfix: recipient_delimiter = +).
-# verp_secret signs the <check>; keep it secret and stable (changing it orphans old bounces).
-# bounce_address = "bounces@example.org"
-# verp_secret = "change me: python -c 'import secrets; print(secrets.token_hex(32))'"
-# With a secret, `digest serve` also takes bounce webhooks: POST /bounces/json (header
-# X-Digest-Secret) and /bounces/ses (Amazon SNS, signature verified).
-# bounce_webhook_secret = "change me: at least 16 random characters"
-"""
+if __name__ == "__main__":
+    sys.exit(main())

@@ -4,6 +4,7 @@ Everything the CLI reports as one clear line derives from :class:`DigestError`::
 
     DigestError
      ├── ConfigError          a missing or invalid setting (names the key and its variable)
+     │    └── SetupError      no config file here, a bad --config, an unknown DIGEST_* variable
      ├── DataError            bad input data (names the file, line or field)
      ├── TemplateError        a template that does not render (names the file and line)
      ├── MessageError         a built message that breaks the email standards
@@ -33,6 +34,17 @@ class ConfigError(DigestError, ValueError):
         env = "DIGEST_" + key.upper().replace(".", "_")
         where = f" in {source}" if source else ""
         super().__init__(f"setting '{key}' (environment variable {env}){where}: {problem}")
+
+
+class SetupError(ConfigError):
+    """The configuration cannot be found or read, or names something unknown. The message is
+    the whole line: it names the real cause (the folder, ``--config``, the variable)."""
+
+    def __init__(self, message: str, *, key: str = "config") -> None:
+        self.key = key
+        self.problem = message
+        self.source = None
+        Exception.__init__(self, message)
 
 
 class DataError(DigestError, ValueError):

@@ -126,8 +126,8 @@ def test_missing_config_stops_with_one_line(folder: Path) -> None:
     result = CliRunner().invoke(cli, ["send"])
     assert result.exit_code == 1
     assert result.output.strip().splitlines() == [
-        "Error: setting 'site_name' (environment variable DIGEST_SITE_NAME): is missing; "
-        "run `digest init` to create digest.toml or set the variable"
+        f"Error: no digest.toml in {folder}: run `digest init` to create one there, "
+        "or set DIGEST_CONFIG (or --config) to your digest.toml"
     ]
 
 

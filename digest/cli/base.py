@@ -28,5 +28,8 @@ class DigestGroup(click.Group):
 
 
 def _settings(ctx: click.Context) -> Settings:
-    path = ctx.find_root().params.get("config")
-    return load_settings(Path(path) if path else None)
+    root = ctx.find_root()
+    path = root.params.get("config")
+    from_env = root.get_parameter_source("config") is click.core.ParameterSource.ENVIRONMENT
+    origin = "--config (set by DIGEST_CONFIG)" if from_env else "--config"
+    return load_settings(Path(path) if path else None, origin=origin if path else None)
