@@ -202,3 +202,21 @@ def test_the_wheel_installs_no_top_level_scheduler_module() -> None:
     included = wheel["targets"]["wheel"]["only-include"]
     assert "scheduler.py" not in included and "digest" in included
     assert len((ROOT / "scheduler.py").read_text().splitlines()) < 15
+
+
+def test_demo_refuses_a_real_database_named_by_the_environment(
+    folder: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = tmp_path_factory.mktemp("real")
+    monkeypatch.chdir(real)
+    assert run("init").exit_code == 0
+    assert run("summaries", "import", str(ROOT / "examples" / "summaries.json")).exit_code == 0
+    monkeypatch.chdir(folder)
+    monkeypatch.setenv("DIGEST_DATABASE_URL", f"sqlite:///{real / 'digest.sqlite3'}")
+    result = run("demo")
+    assert result.exit_code == 1
+    assert "database that digest demo did not create (summaries that are not sample data)" in (
+        result.output
+    )
+    assert list(folder.iterdir()) == []
+    assert count(real, Edition) == 0

@@ -53,16 +53,20 @@ def demo(app: Context) -> None:
         raise DigestError(
             f"this folder has a {config.name} that digest demo did not create: {REFUSAL}"
         )
-    if not config.exists() and not app.config_path:
+    wrote = not config.exists() and not app.config_path
+    if wrote:
         config.write_text(f"{DEMO_MARKER}\n{STARTER_CONFIG}", encoding="utf-8")
-        out.print(f"Wrote {CONFIG_FILENAME} (sample settings, file outbox).")
     settings = app.settings
     engine = make_engine(settings.database_url)
     foreign = foreign_data(engine)
-    if foreign:
+    if foreign:  # e.g. DIGEST_DATABASE_URL names a real list's database
+        if wrote:
+            config.unlink()
         raise DigestError(
             f"this folder has a database that digest demo did not create ({foreign}): {REFUSAL}"
         )
+    if wrote:
+        out.print(f"Wrote {CONFIG_FILENAME} (sample settings, file outbox).")
     schema.upgrade(engine)
     now = utcnow()
     with transaction(session_factory(engine)) as session:
