@@ -20,10 +20,11 @@ from sqlalchemy import func, select
 from digest.cli.main import cli
 from digest.render import mjml_lint
 from digest.render.renderer import builtin_templates_dir
-from digest.sources.demo import DEMO_MARKER, load_demo
+from digest.sources.demo import DEMO_MARKER, demo_data, load_demo
 from digest.store.db import make_engine, session_factory, utcnow
 from digest.store.models import Edition, Summary
 from subscribers.models import Subscriber
+from tests.conftest import SmtpServer
 
 ROOT = Path(__file__).resolve().parents[1]
 # 120 characters: the kind of address a 80-column table used to split
@@ -220,3 +221,19 @@ def test_demo_refuses_a_real_database_named_by_the_environment(
     )
     assert list(folder.iterdir()) == []
     assert count(real, Edition) == 0
+
+
+def test_a_send_where_every_message_fails_exits_1(
+    folder: Path, monkeypatch: pytest.MonkeyPatch, smtp_server: SmtpServer
+) -> None:
+    assert run("init").exit_code == 0
+    factory = session_factory(make_engine(f"sqlite:///{folder / 'digest.sqlite3'}"))
+    with factory.begin() as session:
+        load_demo(session, now=utcnow())
+    for person in demo_data()["subscribers"]:
+        smtp_server.handler.refuse[person["email"]] = "550 5.1.1 no such mailbox"
+    monkeypatch.setenv("DIGEST_SMTP_URL", smtp_server.url)
+    result = run("send", "--transport", "smtp")
+    assert result.exit_code == 1, result.output
+    assert "24 failed for good: 24 x " in result.output
+    assert smtp_server.handler.messages == []
