@@ -43,7 +43,7 @@ for my $path (@ARGV) {
     $msg->finish();
 }
 """
-DIGEST_LIMIT = -1.0
+MOST_FOR_A_DIGEST = -1.0
 INFORMATIONAL = 0.01  # rules such as HTML_MESSAGE (0.001) only say what a message is
 
 
@@ -82,5 +82,5 @@ def test_no_spam_rule_adds_to_any_email_and_every_digest_scores_at_most_minus_on
     assert not {name: rules for name, rules in penalised.items() if rules}
     digests = {name: found[name][0] for name in found if is_digest(Path(name))}
     assert len(digests) >= 20
-    assert all(score <= DIGEST_LIMIT for score in digests.values()), digests
+    assert all(score <= MOST_FOR_A_DIGEST for score in digests.values()), digests
     assert all(score <= 0 for score, _ in found.values())

@@ -9,15 +9,19 @@ from digest.bounces.process import process_messages, resume_edition
 from digest.bounces.report import deliverability as deliverability_report
 from digest.bounces.report import dns_lines
 from digest.bounces.sources import ImapSource, read_source
-from digest.cli.base import _settings, err, out
+from digest.cli.base import Context, chosen_key, edition_argument, err, out, pass_app
 from digest.errors import DataError
 from digest.store.db import transaction, utcnow
-from digest.store.schema import open_database
 
 
 @click.group()
 def bounces() -> None:
-    """Bounces and complaints: suppress dead addresses, pause on policy blocks."""
+    """Bounces and complaints: suppress dead addresses, pause on policy blocks.
+
+    \b
+    Example:
+      digest bounces process ~/Maildir/.bounces && digest deliverability
+    """
 
 
 @bounces.command("process")
@@ -28,7 +32,10 @@ def bounces() -> None:
     envvar="RECIPIENT",
     help="The envelope recipient (VERP address), as an MTA pipe passes it ($RECIPIENT).",
 )
-def process_command(source: str | None, imap_url: str | None, recipient: str | None) -> None:
+@pass_app
+def process_command(
+    app: Context, source: str | None, imap_url: str | None, recipient: str | None
+) -> None:
     """Read delivery status notifications and ARF complaints from SOURCE (a file, an mbox,
     a Maildir, or - for stdin) and act on them: hard bounces and complaints suppress the
     reader, soft bounces are counted, policy blocks pause the edition. One line per message.
@@ -40,8 +47,7 @@ def process_command(source: str | None, imap_url: str | None, recipient: str | N
     """
     if source is None and imap_url is None:
         raise DataError("give a SOURCE (file, mbox, Maildir or -) or --imap URL")
-    settings = _settings(click.get_current_context())
-    factory = open_database(settings)
+    settings, factory = app.settings, app.factory
     now = utcnow()
     reports = []
     if source is not None:
@@ -67,8 +73,9 @@ def process_command(source: str | None, imap_url: str | None, recipient: str | N
 
 
 @bounces.command("resume")
-@click.argument("key")
-def resume_command(key: str) -> None:
+@edition_argument(required=True)
+@pass_app
+def resume_command(app: Context, key: str) -> None:
     """Reopen an edition paused after a policy bounce, once the cause is fixed; the next
     `digest send` goes on where it stopped.
 
@@ -76,25 +83,23 @@ def resume_command(key: str) -> None:
     Example:
       digest bounces resume 2026-W48 && digest send
     """
-    factory = open_database(_settings(click.get_current_context()))
-    with transaction(factory) as session:
+    with transaction(app.factory) as session:
         resume_edition(session, key)
     out.print(f"Edition {key} is open again: `digest send` goes on with it.")
 
 
 @click.command()
-@click.option("--edition", "key", help="One edition (ISO week key); default: all editions.")
-def deliverability(key: str | None) -> None:
-    """Sent, bounced, complained and unsubscribed, against Gmail's and Yahoo's bulk-sender
-    limits, and the SPF, DKIM and DMARC records to publish.
+@edition_argument(legacy_option=True)
+@pass_app
+def deliverability(app: Context, key: str | None, edition_option: str | None) -> None:
+    """Sent, bounced, complained and unsubscribed (in edition KEY, or in all), against
+    Gmail's and Yahoo's bulk-sender limits, and the SPF, DKIM and DMARC records to publish.
 
     \b
     Example:
-      digest deliverability --edition 2026-W48
+      digest deliverability 2026-W48
     """
-    settings = _settings(click.get_current_context())
-    factory = open_database(settings)
-    with factory() as session:
-        result = deliverability_report(session, key)
-    for line in [*result.lines(), "", *dns_lines(settings)]:
+    with app.factory() as session:
+        result = deliverability_report(session, chosen_key(key, edition_option))
+    for line in [*result.lines(), "", *dns_lines(app.settings)]:
         out.print(line)

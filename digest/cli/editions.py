@@ -1,11 +1,19 @@
-"""``digest editions``: list, show and cancel editions."""
+"""``digest editions`` (list, show and cancel editions) and ``digest deliveries`` (the ledger)."""
 
 from __future__ import annotations
 
 import click
 from rich.table import Table
 
-from digest.cli.base import _settings, out
+from digest.cli.base import (
+    Context,
+    chosen_key,
+    edition_argument,
+    format_option,
+    out,
+    pass_app,
+    print_rows,
+)
 from digest.edition.manage import (
     EditionInfo,
     cancel_edition,
@@ -13,15 +21,21 @@ from digest.edition.manage import (
     list_deliveries,
     list_editions,
 )
-from digest.store.db import transaction
-from digest.store.schema import open_database
+from digest.edition.when import Schedule, current_key
+from digest.store.db import transaction, utcnow
 
 STATUSES = ("queued", "sending", "deferred", "sent", "failed", "skipped")
+FINAL = ("complete", "cancelled")
 
 
 @click.group()
 def editions() -> None:
-    """Editions: one per week, with the ledger of who got what."""
+    """Editions: one per week (KEY such as 2026-W49), with the ledger of who got what.
+
+    \b
+    Example:
+      digest editions list --limit 5 && digest editions show 2026-W49
+    """
 
 
 def _counts(info: EditionInfo) -> str:
@@ -29,16 +43,22 @@ def _counts(info: EditionInfo) -> str:
 
 
 @editions.command("list")
-@click.option("--limit", default=20, show_default=True, help="How many, newest first.")
-def list_command(limit: int) -> None:
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=20,
+    show_default=True,
+    help="How many, newest first.",
+)
+@pass_app
+def list_command(app: Context, limit: int) -> None:
     """List editions, newest first, with their delivery counts.
 
     \b
     Example:
       digest editions list --limit 5
     """
-    factory = open_database(_settings(click.get_current_context()))
-    with factory() as session:
+    with app.factory() as session:
         rows = list_editions(session, limit)
     if not rows:
         out.print("No editions yet: `digest send` creates this week's.")
@@ -52,16 +72,17 @@ def list_command(limit: int) -> None:
 
 
 @editions.command("show")
-@click.argument("key")
-def show_command(key: str) -> None:
-    """Show one edition: times, deliveries by status and its variants.
+@edition_argument()
+@pass_app
+def show_command(app: Context, key: str | None) -> None:
+    """Show edition KEY (default: this week's): times, deliveries by status and its variants.
 
     \b
     Example:
-      digest editions show 2026-W48
+      digest editions show 2026-W49
     """
-    factory = open_database(_settings(click.get_current_context()))
-    with factory() as session:
+    key = key or current_key(utcnow(), Schedule.from_settings(app.settings))
+    with app.factory() as session:
         info = edition_info(session, key)
     out.print(f"Edition {info.key}: {info.status}")
     out.print(f"  created   {info.created_at:%Y-%m-%d %H:%M} UTC")
@@ -79,16 +100,26 @@ def show_command(key: str) -> None:
 
 
 @editions.command("cancel")
-@click.argument("key")
-def cancel_command(key: str) -> None:
-    """Cancel an edition before or during its send; a running sender stops after its batch.
+@edition_argument(required=True)
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_app
+def cancel_command(app: Context, key: str, yes: bool) -> None:
+    """Cancel edition KEY before or during its send; a running sender stops after its batch.
+
+    Asks for confirmation unless --yes: the readers still queued will not get it.
 
     \b
     Example:
-      digest editions cancel 2026-W48
+      digest editions cancel 2026-W49 --yes
     """
-    factory = open_database(_settings(click.get_current_context()))
-    with transaction(factory) as session:
+    with app.factory() as session:
+        info = edition_info(session, key)
+    if not yes and info.status not in FINAL:
+        queued = info.counts["queued"] + info.counts["deferred"]
+        click.confirm(
+            f"Cancel edition {key} ({info.status}, {queued} messages not sent yet)?", abort=True
+        )
+    with transaction(app.factory) as session:
         dropped = cancel_edition(session, key)
     out.print(
         f"Cancelled edition {key}: {dropped} queued messages will not be sent; "
@@ -97,32 +128,49 @@ def cancel_command(key: str) -> None:
 
 
 @click.command()
-@click.option("--edition", "key", metavar="KEY", help="Only this edition, such as 2026-W48.")
+@edition_argument(legacy_option=True)
 @click.option("--status", type=click.Choice(STATUSES), help="Only rows with this status.")
-@click.option("--limit", default=50, show_default=True, help="How many rows, newest first.")
-def deliveries(key: str | None, status: str | None, limit: int) -> None:
-    """Show the ledger: who got which edition, and why a message failed.
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=50,
+    show_default=True,
+    help="How many rows, newest first.",
+)
+@format_option
+@pass_app
+def deliveries(
+    app: Context,
+    key: str | None,
+    edition_option: str | None,
+    status: str | None,
+    limit: int,
+    fmt: str,
+) -> None:
+    """Show the ledger (of edition KEY, or of all): who got which edition, and why a
+    message failed.
 
     \b
     Example:
-      digest deliveries --edition 2026-W48 --status failed
+      digest deliveries 2026-W49 --status failed
+      digest deliveries 2026-W49 --format csv > ledger.csv
     """
-    factory = open_database(_settings(click.get_current_context()))
-    with factory() as session:
+    key = chosen_key(key, edition_option)
+    with app.factory() as session:
         rows = list_deliveries(session, key, status, limit)
-    if not rows:
+    if not rows and fmt == "table":
         out.print("No deliveries match.")
         return
-    table = Table()
-    for column in ("edition", "reader", "status", "attempts", "updated (UTC)", "server reply"):
-        table.add_column(column)
-    for row in rows:
-        table.add_row(
+    columns = ("edition", "reader", "status", "attempts", "updated (UTC)", "server reply")
+    cells = [
+        (
             row.edition,
             row.address,
             row.status,
             str(row.attempts),
             f"{row.updated_at:%Y-%m-%d %H:%M}",
-            row.detail[:70],
+            row.detail,
         )
-    out.print(table)
+        for row in rows
+    ]
+    print_rows(fmt, columns, cells)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from digest.cli.base import _settings, out
+from digest.cli.base import Context, out, pass_app
 from digest.errors import DigestError, PreflightError
 from digest.render.renderer import builtin_templates_dir
 from digest.store.db import utcnow
@@ -41,7 +41,9 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9@._+-]")
 @click.option("--serve", is_flag=True, help="Run the preview server instead (local only).")
 @click.option("--port", default=8025, show_default=True, help="Port of the preview server.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Only 127.0.0.1.")
+@pass_app
 def preview(
+    app: Context,
     subscriber: str | None,
     categories: str | None,
     since: dt.datetime | None,
@@ -62,7 +64,7 @@ def preview(
     """
     from digest.preview.reader import Preview, preview_categories, preview_subscriber
 
-    settings = _settings(click.get_current_context())
+    settings = app.settings
     if serve:
         if host not in LOOPBACK:
             raise DigestError(
@@ -115,7 +117,8 @@ def preview(
 
 
 @click.command()
-def check() -> None:
+@pass_app
+def check(app: Context) -> None:
     """Check this week's digests before sending: every variant renders, stays under Gmail's
     clipping size, has https links, alt text, the footer in both parts, every title and link in
     the text part, and no empty section; the MJML passes MJML's own validator. A send runs
@@ -126,10 +129,8 @@ def check() -> None:
       digest check && digest send
     """
     from digest.edition.checks import run_checks
-    from digest.store.schema import open_database
 
-    settings = _settings(click.get_current_context())
-    report = run_checks(open_database(settings), settings, now=utcnow())
+    report = run_checks(app.factory, app.settings, now=utcnow())
     variants = report.checked.variants
     if not variants:
         out.print("Nothing to check: there are no summaries yet.")

@@ -1,4 +1,4 @@
-"""APScheduler wiring for ``python scheduler.py`` and ``digest schedule``.
+"""``digest schedule`` (and ``python scheduler.py``): APScheduler wiring, in the foreground.
 
 No business logic: the job calls :func:`digest.edition.run.run_edition`, like the CLI. The job
 lives in the project's database (table ``scheduler_jobs``), so after downtime a missed run
@@ -7,13 +7,17 @@ happens once (``coalesce``), if it is at most ``misfire_grace_hours`` late.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import signal
+import sys
 import threading
+import time
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import click
 from apscheduler.events import (
     EVENT_JOB_ERROR,
     EVENT_JOB_EXECUTED,
@@ -21,14 +25,15 @@ from apscheduler.events import (
     JobExecutionEvent,
 )
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import BaseScheduler
-from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 
+from digest.cli.base import Context, pass_app, transport_for
 from digest.config import Settings, load_settings
 from digest.edition.run import EditionReport, run_edition
 from digest.edition.when import Schedule
-from digest.mail.transports import make_transport
+from digest.errors import DigestError
 from digest.store.db import make_engine
 
 log = logging.getLogger("digest.scheduler")
@@ -37,16 +42,16 @@ JOBS_TABLE = "scheduler_jobs"
 
 #: Set by SIGTERM/SIGINT: a running send stops after its current batch.
 STOP = threading.Event()
+#: How often the main thread looks at :data:`STOP` while the scheduler runs.
+POLL_SECONDS = 0.1
+_received: list[str] = []
 
 
 def scheduled_send(config_path: str | None) -> EditionReport:
     """The scheduled job: read the settings afresh and run this period's edition."""
     settings = load_settings(Path(config_path) if config_path else None)
-    transport = make_transport(settings)
-    try:
+    with transport_for(settings) as transport:
         report = run_edition(settings, transport, should_stop=STOP.is_set)
-    finally:
-        transport.close()
     if report.busy:
         log.info("edition %s is being sent by %s; nothing to do", report.key, report.busy)
     else:
@@ -69,7 +74,7 @@ def trigger_for(schedule: Schedule) -> CronTrigger:
 def build_scheduler(
     settings: Settings,
     config_path: str | None,
-    scheduler_class: type[BaseScheduler] = BlockingScheduler,
+    scheduler_class: type[BaseScheduler] = BackgroundScheduler,
 ) -> BaseScheduler:
     """A scheduler with the edition job in the database; an existing job keeps its next
     run time (so a run missed during downtime still happens) unless the schedule changed."""
@@ -114,30 +119,62 @@ def next_run_time(scheduler: BaseScheduler) -> Any:
     return None if job is None else getattr(job, "next_run_time", None)
 
 
+def _on_signal(signum: int, _frame: FrameType | None) -> None:
+    """Only set flags: a signal handler may run in the middle of anything (even a log call),
+    so the main thread does the logging and the shutdown."""
+    _received.append(signal.Signals(signum).name)
+    STOP.set()
+
+
 def run_forever(config_path: str | None = None) -> None:
-    """Start the blocking scheduler; SIGTERM or SIGINT stops it cleanly."""
+    """Run the scheduler until SIGTERM or SIGINT, which, at any moment after this is called,
+    stops it cleanly: a running send finishes its current batch, then this returns."""
+    STOP.clear()
+    _received.clear()
+    previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        log.info("digest scheduler starting")
+        _run_until_stopped(config_path)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _run_until_stopped(config_path: str | None) -> None:
     settings = load_settings(Path(config_path) if config_path else None)
-    scheduler = build_scheduler(settings, config_path)
-
-    def stop(signum: int, _frame: FrameType | None) -> None:
-        log.info(
-            "received %s: finishing the current batch, then stopping", signal.Signals(signum).name
+    scheduler = None if STOP.is_set() else build_scheduler(settings, config_path)
+    if scheduler is not None and not STOP.is_set():
+        schedule = Schedule.from_settings(settings)
+        when = (
+            f"every hour at :{schedule.minute:02d}, each reader at {settings.send_time} local"
+            if schedule.local_delivery
+            else f"{settings.send_day} {settings.send_time}"
         )
-        STOP.set()
+        log.info("digest scheduler started: %s (%s)", when, settings.timezone)
+        scheduler.add_listener(_log_next_at_start(scheduler), EVENT_SCHEDULER_STARTED)
+        scheduler.start()
+    while not STOP.is_set():
+        time.sleep(POLL_SECONDS)
+    why = _received[0] if _received else "a stop request"
+    log.info("received %s: stopping (a running send finishes its current batch)", why)
+    if scheduler is not None and scheduler.running:
         scheduler.shutdown(wait=True)
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    schedule = Schedule.from_settings(settings)
-    when = (
-        f"every hour at :{schedule.minute:02d}, each reader at {settings.send_time} local"
-        if schedule.local_delivery
-        else f"{settings.send_day} {settings.send_time}"
-    )
-    log.info("digest scheduler started: %s (%s)", when, settings.timezone)
-    scheduler.add_listener(_log_next_at_start(scheduler), EVENT_SCHEDULER_STARTED)
-    scheduler.start()
     log.info("digest scheduler stopped")
+
+
+@click.command()
+@pass_app
+def schedule(app: Context) -> None:
+    """Run the scheduler in the foreground: this period's edition at send_day and send_time.
+
+    SIGTERM or Ctrl-C stops it cleanly (exit status 0) after the current batch.
+
+    \b
+    Example:
+      digest schedule      # or, from a checkout: python scheduler.py
+    """
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    run_forever(app.config_path)
 
 
 def _log_next_at_start(scheduler: BaseScheduler) -> Any:
@@ -145,3 +182,17 @@ def _log_next_at_start(scheduler: BaseScheduler) -> Any:
         log.info("next edition run at %s", next_run_time(scheduler))
 
     return log_next
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python scheduler.py [--config FILE]``: the same as ``digest schedule``."""
+    parser = argparse.ArgumentParser(description="Run the weekly digest on a schedule.")
+    parser.add_argument("--config", help="config file (default: ./digest.toml or $DIGEST_CONFIG)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        run_forever(args.config)
+    except DigestError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return 1
+    return 0

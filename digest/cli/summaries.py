@@ -5,12 +5,11 @@ from __future__ import annotations
 import datetime as dt
 import sys
 import textwrap
-from pathlib import Path
 
 import click
 from sqlalchemy.orm import Session
 
-from digest.config import Settings, load_settings
+from digest.cli.base import Context, out, pass_app
 from digest.errors import DataError
 from digest.sources import FORMATS
 from digest.sources.catmap import parse_category_map
@@ -20,12 +19,6 @@ from digest.sources.load import ImportOptions, ImportReport, failure_message, im
 from digest.sources.store import find_summary, list_summaries
 from digest.store.db import utcnow
 from digest.store.models import Summary
-from digest.store.schema import open_database
-
-
-def _settings(ctx: click.Context) -> Settings:
-    path = ctx.find_root().params.get("config")
-    return load_settings(Path(path) if path else None)
 
 
 @click.group()
@@ -69,7 +62,9 @@ def summaries() -> None:
     metavar="SECONDS",
     help="How long a URL may take to answer.",
 )
+@pass_app
 def import_command(
+    app: Context,
     source: str,
     fmt: str,
     default_category: str | None,
@@ -91,8 +86,7 @@ def import_command(
       digest summaries import examples/summaries.json --dry-run
       digest summaries import https://example.org/feed.xml --category-map categories.toml
     """
-    settings = _settings(click.get_current_context())
-    factory = open_database(settings)
+    settings, factory = app.settings, app.factory
     mapping = None
     if category_map:
         mapping = parse_category_map(read_source(category_map).data, category_map)
@@ -111,7 +105,7 @@ def import_command(
     except DataError as exc:
         raise DataError(f"{fetched.name}: {exc}") from None
     for line in report_lines(report, fetched.name):
-        click.echo(line)
+        out.print(line)
     if report.failed:
         raise DataError(failure_message(report))
 
@@ -146,16 +140,17 @@ def report_lines(report: ImportReport, name: str) -> list[str]:
 @click.option(
     "--limit", type=click.IntRange(min=1), default=50, show_default=True, help="At most N."
 )
-def list_command(since: dt.datetime | None, category: str | None, limit: int) -> None:
+@pass_app
+def list_command(app: Context, since: dt.datetime | None, category: str | None, limit: int) -> None:
     """List summaries, newest first: id, publish date, title and categories.
 
     \b
     Example:
       digest summaries list --since 2026-11-01 --category pharmacology
     """
-    settings = _settings(click.get_current_context())
+    settings = app.settings
     zone = settings.zone
-    with open_database(settings)() as session:
+    with app.factory() as session:
         try:
             rows, total = list_summaries(
                 session,
@@ -173,30 +168,31 @@ def list_command(since: dt.datetime | None, category: str | None, limit: int) ->
             for s in rows
         ]
     if not lines:
-        click.echo("No summaries match.")
+        out.print("No summaries match.")
         return
-    click.echo(f"{'id':>6}  {'published (' + settings.timezone + ')':<16}  title  [categories]")
+    out.print(f"{'id':>6}  {'published (' + settings.timezone + ')':<16}  title  [categories]")
     for line in lines:
-        click.echo(line)
+        out.print(line)
     if total > len(rows):
-        click.echo(f"... and {total - len(rows)} more (use --limit or --since).")
+        out.print(f"... and {total - len(rows)} more (use --limit or --since).")
 
 
 @summaries.command("show")
 @click.argument("key", metavar="ID|URL|DOI")
-def show_command(key: str) -> None:
+@pass_app
+def show_command(app: Context, key: str) -> None:
     """Show one summary, found by its id, URL, DOI or PMID (pmid:123).
 
     \b
     Example:
       digest summaries show 10.1038/s41393-026-0001-2
     """
-    settings = _settings(click.get_current_context())
-    with open_database(settings)() as session:
+    settings = app.settings
+    with app.factory() as session:
         summary = _lookup(session, key)
         lines = _describe(summary, settings.zone)
     for line in lines:
-        click.echo(line)
+        out.print(line)
 
 
 def _lookup(session: Session, key: str) -> Summary:

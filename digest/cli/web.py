@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import click
 
-from digest.cli.base import _settings, out
+from digest.cli.base import Context, out, pass_app
 
 
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8000, show_default=True, type=int, help="Port to listen on.")
-@click.pass_context
-def serve(ctx: click.Context, host: str, port: int) -> None:
+@pass_app
+def serve(app: Context, host: str, port: int) -> None:
     """Serve the subscriber pages: one-click unsubscribe (/u/<token>), preferences
     (/p/<token>), sign-up (/subscribe), confirmation (/confirm/<token>), the web version
     of each digest (/v/<id>), the archive (/archive) and Atom feeds (/feeds/<topic>.atom).
@@ -25,4 +25,4 @@ def serve(ctx: click.Context, host: str, port: int) -> None:
     """
     from digest.web.server import serve as serve_pages
 
-    serve_pages(_settings(ctx), host=host, port=port, echo=out.print)
+    serve_pages(app.settings, host=host, port=port, echo=out.print)

@@ -17,8 +17,15 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-#: Where `.ci/run` installs the validator (npm install --prefix .ci/node mjml@4).
+#: Where `.ci/run` installs the validator in a checkout (npm install --prefix .ci/node mjml@4).
 CI_PREFIX = Path(__file__).resolve().parents[2] / ".ci" / "node"
+#: Where a pip user can install it without root: npm install --prefix USER_PREFIX mjml@4.
+USER_PREFIX = Path("~/.local/share/digest/node")
+INSTALL_HINT = (
+    "the npm package mjml is not installed: npm install -g mjml@4, or "
+    f"npm install --prefix {USER_PREFIX} mjml@4, or set DIGEST_MJML_VALIDATOR "
+    "to the path of its bin/mjml"
+)
 VALIDATOR_TIMEOUT = 60.0
 
 _JINJA = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.DOTALL)
@@ -115,14 +122,13 @@ def find_validator() -> tuple[list[str] | None, str]:
     candidates = [
         os.environ.get("DIGEST_MJML_VALIDATOR"),
         str(CI_PREFIX / "node_modules" / "mjml" / "bin" / "mjml"),
+        str(USER_PREFIX.expanduser() / "node_modules" / "mjml" / "bin" / "mjml"),
         shutil.which("mjml"),
     ]
     for candidate in candidates:
-        if candidate and Path(candidate).is_file():
-            return [node, str(Path(candidate).resolve())], candidate
-    return None, (
-        f"the npm package mjml is not installed (npm install --no-save --prefix {CI_PREFIX} mjml@4)"
-    )
+        if candidate and Path(candidate).expanduser().is_file():
+            return [node, str(Path(candidate).expanduser().resolve())], candidate
+    return None, INSTALL_HINT
 
 
 def validate(source: str, template_path: Path, template: str) -> Validation:

@@ -1,4 +1,5 @@
-"""``digest demo``: the shipped sample data, loaded with dates relative to now."""
+"""``digest demo``: the shipped sample data, loaded with dates relative to now, and the check
+that the demo only ever runs on a folder and a database it created itself."""
 
 from __future__ import annotations
 
@@ -6,14 +7,19 @@ import datetime as dt
 import json
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Engine, inspect, select
 from sqlalchemy.orm import Session
 
 from digest.sources.store import SummaryRecord, ensure_category, upsert_summary
 from digest.store.models import Summary
 from subscribers import service
+
+#: First line of the digest.toml that ``digest demo`` writes: the mark of a demo folder.
+DEMO_MARKER = "# created by digest demo"
+REFUSAL = "run the demo in an empty folder, e.g. mkdir try && cd try && digest demo"
 
 #: Demo readers joined a day before the demo runs, so their first digest covers this week.
 DEMO_JOINED = dt.timedelta(days=1)
@@ -66,3 +72,33 @@ def load_demo(session: Session, *, now: dt.datetime) -> DemoLoad:
             )
             result.subscribers_added += 1
     return result
+
+
+def config_is_demo(path: Path) -> bool:
+    """Whether the config file at ``path`` is one ``digest demo`` wrote."""
+    try:
+        with path.open(encoding="utf-8") as f:
+            return f.readline().strip() == DEMO_MARKER
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def foreign_data(engine: Engine) -> str | None:
+    """What in the database the demo did not put there (a subscriber or a summary that is
+    not sample data), or None when it is empty or holds only the demo's sample data."""
+    from subscribers.models import Subscriber
+
+    tables = set(inspect(engine).get_table_names())
+    data = demo_data()
+    with Session(engine) as session:
+        if "subscribers" in tables:
+            sample = {person["email"].lower() for person in data["subscribers"]}
+            for address in session.scalars(select(Subscriber.email)):
+                if address is not None and address.lower() not in sample:
+                    return "subscribers that are not sample data"
+        if "summaries" in tables:
+            urls = {item["url"] for item in data["summaries"]}
+            for url in session.scalars(select(Summary.url)):
+                if url not in urls:
+                    return "summaries that are not sample data"
+    return None
