@@ -94,20 +94,20 @@ def generic() -> Response:
     given = request.headers.get("X-Digest-Secret") or request.args.get("secret", "")
     if not hmac.compare_digest(given.encode(), secret.encode()):
         abort(403)
-    payload = request.get_json(silent=True)
+    payload = json_body(request.get_data(as_text=True)) if request.is_json else None
     if not isinstance(payload, dict):
         abort(400)
     try:
         return run(json_report(payload))
     except DataError as exc:
-        return Response(str(exc), status=400)
+        return Response(str(exc), status=400, mimetype="text/plain")
 
 
 def ses() -> Response:
     """``POST /bounces/ses``: an SNS message, refused unless its signature verifies."""
     fetch = webhook_options().fetch
     try:
-        envelope = json.loads(request.get_data(as_text=True))
+        envelope = json_body(request.get_data(as_text=True))
         if not isinstance(envelope, dict):
             raise DataError("not a JSON object")
         verify(envelope, fetch)
@@ -116,14 +116,26 @@ def ses() -> Response:
             return jsonify(results=[], confirmed=True)
         if envelope.get("Type") != "Notification":
             return jsonify(results=[])
-        return run(ses_report(json.loads(str(envelope.get("Message", "")))))
+        return run(ses_report(json_body(str(envelope.get("Message", "")))))
     except (DataError, ValueError) as exc:
-        return Response(f"refused: {exc}", status=400)
+        return Response(f"refused: {exc}", status=400, mimetype="text/plain")
+
+
+def json_body(text: str) -> Any:
+    """The JSON value in ``text``, or None when it is not JSON (or nested too deep)."""
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        return None
 
 
 def _text(payload: Mapping[str, Any], key: str, limit: int = 500) -> str:
+    """``payload[key]`` when it is a string, as text a database takes (no NUL, no lone
+    surrogate), at most ``limit`` characters; otherwise ""."""
     value = payload.get(key)
-    return _CONTROL.sub("", value)[:limit] if isinstance(value, str) else ""
+    if not isinstance(value, str):
+        return ""
+    return _CONTROL.sub("", value[: limit * 2].encode("utf-8", "replace").decode())[:limit]
 
 
 def json_report(payload: Mapping[str, Any]) -> Report:
