@@ -233,6 +233,14 @@ def test_no_form_answers_5xx_whatever_its_body(site: Site) -> None:
     assert post("/bounces/json?secret=%FF%FE", json={"type": "bounce"}).status_code == 403
 
 
+def test_a_form_too_large_changes_nothing(site: Site) -> None:
+    token = site.subscriber("zoe@example.org").token
+    client = site.app.test_client(use_cookies=False)
+    answer = client.post(f"/u/{token}", data={"List-Unsubscribe": "One-Click", "x": MEGABYTE})
+    assert answer.status_code == 413 and "nothing was saved" in answer.get_data(True)
+    assert site.subscriber("zoe@example.org").status == Status.ACTIVE
+
+
 def test_get_routes_with_malformed_parameters(site: Site) -> None:
     client = site.app.test_client(use_cookies=False)
     for rule in site.app.url_map.iter_rules():

@@ -121,6 +121,8 @@ def unsubscribe(token: str) -> Page:
     no cookie, no CSRF value: the token is the credential). Always 200, never a
     redirect; a repeat changes nothing."""
     web = current_web()
+    # the form is read first: a body too large is refused (413) before anything changes
+    how = "one-click" if request.form.get("List-Unsubscribe") == "One-Click" else "page"
     with transaction(web.factory) as session:
         subscriber = service.find_by_token(session, token)
         if subscriber is None:
@@ -128,7 +130,6 @@ def unsubscribe(token: str) -> Page:
         changed = service.unsubscribe(session, subscriber, now=web.now())
         reader = reader_of(subscriber, web.settings, web.now())
     if changed:
-        how = "one-click" if request.form.get("List-Unsubscribe") == "One-Click" else "page"
         log.info("unsubscribed a reader (%s)", how)
     return render_template("site/unsubscribed.html", reader=reader, token=token), 200
 
