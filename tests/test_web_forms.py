@@ -43,6 +43,9 @@ BAD_VALUES = [
     "../../etc/passwd",
     "-1",
     "99999999999999999999999",
+    "9" * 5000,  # int() refuses more than 4300 digits
+    "²",  # a digit to str.isdigit(), not to int()
+    "1.",
     "zoe@example.org\r\nBcc: all@example.org",
 ]
 #: Raw urlencoded values: invalid UTF-8, an encoded surrogate, a stray percent.

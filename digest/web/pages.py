@@ -32,6 +32,8 @@ blueprint = Blueprint("pages", __name__)
 
 NO_TOPIC = "Choose at least one topic, or unsubscribe from all below."
 KEEP = "keep"
+#: The pause choices of the form: weeks by value ("0" resumes at once).
+PAUSES = {str(weeks): weeks for weeks in (0, *PAUSE_WEEKS)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,8 +60,8 @@ def read_choices(
         except SubscriberError:
             errors.append("Choose every week or once a month.")
     weeks_text = form.get("pause", KEEP)
-    weeks = None if weeks_text == KEEP else int(weeks_text) if weeks_text.isdigit() else -1
-    if weeks is not None and weeks != 0 and weeks not in PAUSE_WEEKS:
+    weeks = None if weeks_text == KEEP else PAUSES.get(weeks_text, -1)
+    if weeks == -1:
         errors.append("Choose no break, or a pause of 2, 4 or 8 weeks.")
     if errors:
         return errors
