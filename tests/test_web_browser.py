@@ -16,7 +16,7 @@ from digest.store import schema
 from digest.store.db import make_engine
 from subscribers.models import Status
 from tests.browser_support import ARTIFACTS, launch_chromium
-from tests.conftest import NOW, RecordingHandler, SmtpServer, free_port
+from tests.conftest import NOW, RecordingHandler, SmtpServer, add_reader, free_port
 from tests.web_support import Site, html_of, link_after, make_site, path_of, text_of
 
 #: Contrast of a text colour on its background (WCAG 2), computed in the page.
@@ -140,6 +140,39 @@ def test_preferences_in_the_browser(browser, served) -> None:  # type: ignore[no
     sam = site.subscriber("sam@example.org")
     assert sam.frequency == "monthly" and sam.paused_until is not None
     assert {c.slug for c in sam.categories} == {"neurology", "rehabilitation"}
+
+
+def test_preferences_without_a_topic_show_the_form_again(browser, served) -> None:  # type: ignore[no-untyped-def]
+    """Unticking every topic is refused with a message the reader is taken to, on the
+    form itself, and nothing changes (it answered 500 before)."""
+    site, base = served
+    add_reader(site.factory, "kim@example.org", ["neurology", "pharmacology"])
+    token = site.subscriber("kim@example.org").token
+    page = open_page(browser, 375)
+    page.goto(f"{base}/p/{token}")
+    page.get_by_label("Neurology").uncheck()
+    page.get_by_label("Pharmacology").uncheck()
+    with page.expect_response(lambda r: r.request.method == "POST") as posted:
+        page.get_by_role("button", name="Save my choices").click()
+    assert posted.value.status == 400
+    alert = page.get_by_role("alert")
+    expect(alert).to_contain_text("Choose at least one topic")
+    assert alert.evaluate("e => e === document.activeElement")  # focus on the error
+    topics = page.get_by_role("group", name="Topics")
+    assert topics.get_attribute("aria-describedby") == alert.get_attribute("id")
+    expect(page.get_by_role("button", name="Save my choices")).to_be_visible()
+    assert page.get_by_label("Neurology").is_checked()  # the saved choices, unchanged
+    check_page(page)
+    no_overflow(page, 375)
+    shot(page, "web-preferences-error-375.png")
+    kim = site.subscriber("kim@example.org")
+    assert kim.status == Status.ACTIVE
+    assert {c.slug for c in kim.categories} == {"neurology", "pharmacology"}
+    page.get_by_label("Rehabilitation").check()  # and the form still works
+    page.get_by_role("button", name="Save my choices").click()
+    expect(page.get_by_role("status")).to_contain_text("Your choices are saved")
+    kim = site.subscriber("kim@example.org")
+    assert {c.slug for c in kim.categories} == {"neurology", "pharmacology", "rehabilitation"}
 
 
 def test_sign_up_and_confirm_in_the_browser(browser, served) -> None:  # type: ignore[no-untyped-def]

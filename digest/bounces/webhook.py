@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import hmac
 import json
+import re
 import urllib.request
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from flask import Blueprint, Response, abort, jsonify, request
+from flask import Blueprint, Response, abort, current_app, jsonify, request
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest.bounces.parse import Recipient, Report
@@ -29,11 +31,29 @@ from digest.bounces.sns import Fetch, check_aws_url, verify
 from digest.errors import DataError
 from digest.store.db import transaction, utcnow
 
+#: The key of the webhooks' options in ``app.extensions``.
+EXTENSION = "digest_bounces"
+#: Characters PostgreSQL refuses (NUL) or nobody needs in a report's text.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
 
 def fetch_url(url: str) -> bytes:
-    with urllib.request.urlopen(check_aws_url(url), timeout=10) as reply:  # noqa: S310
-        data: bytes = reply.read(100_000)
-        return data
+    try:
+        with urllib.request.urlopen(check_aws_url(url), timeout=10) as reply:  # noqa: S310
+            data: bytes = reply.read(100_000)
+            return data
+    except OSError as exc:  # URLError, HTTPError, timeouts
+        raise DataError(f"cannot fetch {url[:200]} ({exc})") from None
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookOptions:
+    """What the webhook views need, kept in ``app.extensions`` by the blueprint."""
+
+    factory: sessionmaker[Session]
+    secret: str
+    verp_secret: bytes | None
+    fetch: Fetch
 
 
 def make_blueprint(
@@ -43,52 +63,79 @@ def make_blueprint(
     verp_secret: bytes | None,
     fetch: Fetch = fetch_url,
 ) -> Blueprint:
+    """The webhooks, for one app: ``app.register_blueprint(make_blueprint(...))``."""
     if len(secret) < 16:
         raise DataError("the webhook secret must be at least 16 characters")
+    options = WebhookOptions(factory, secret, verp_secret, fetch)
     blueprint = Blueprint("bounces", __name__, url_prefix="/bounces")
-
-    def run(report: Report) -> Response:
-        with transaction(factory) as session:
-            outcomes = handle(session, report, verp_secret, now=utcnow())
-        return jsonify(
-            results=[{"counted": o.counted, "line": o.line, "warning": o.warning} for o in outcomes]
-        )
-
-    @blueprint.post("/json")
-    def generic() -> Response:
-        given = request.headers.get("X-Digest-Secret") or request.args.get("secret", "")
-        if not hmac.compare_digest(given.encode(), secret.encode()):
-            abort(403)
-        payload = request.get_json(silent=True)
-        if not isinstance(payload, dict):
-            abort(400)
-        try:
-            return run(json_report(payload))
-        except DataError as exc:
-            return Response(str(exc), status=400)
-
-    @blueprint.post("/ses")
-    def ses() -> Response:
-        try:
-            envelope = json.loads(request.get_data(as_text=True))
-            if not isinstance(envelope, dict):
-                raise DataError("not a JSON object")
-            verify(envelope, fetch)
-            if envelope.get("Type") == "SubscriptionConfirmation":
-                fetch(str(envelope.get("SubscribeURL", "")))
-                return jsonify(results=[], confirmed=True)
-            if envelope.get("Type") != "Notification":
-                return jsonify(results=[])
-            return run(ses_report(json.loads(str(envelope.get("Message", "")))))
-        except (DataError, ValueError) as exc:
-            return Response(f"refused: {exc}", status=400)
-
+    blueprint.add_url_rule("/json", view_func=generic, methods=["POST"])
+    blueprint.add_url_rule("/ses", view_func=ses, methods=["POST"])
+    blueprint.record_once(lambda state: state.app.extensions.__setitem__(EXTENSION, options))
     return blueprint
 
 
+def webhook_options() -> WebhookOptions:
+    options = current_app.extensions[EXTENSION]
+    assert isinstance(options, WebhookOptions), "make_blueprint() installs the options"
+    return options
+
+
+def run(report: Report) -> Response:
+    with transaction(webhook_options().factory) as session:
+        outcomes = handle(session, report, webhook_options().verp_secret, now=utcnow())
+    return jsonify(
+        results=[{"counted": o.counted, "line": o.line, "warning": o.warning} for o in outcomes]
+    )
+
+
+def generic() -> Response:
+    """``POST /bounces/json``: one bounce or complaint; the secret is required."""
+    secret = webhook_options().secret
+    given = request.headers.get("X-Digest-Secret") or request.args.get("secret", "")
+    if not hmac.compare_digest(given.encode(), secret.encode()):
+        abort(403)
+    payload = json_body(request.get_data(as_text=True)) if request.is_json else None
+    if not isinstance(payload, dict):
+        abort(400)
+    try:
+        return run(json_report(payload))
+    except DataError as exc:
+        return Response(str(exc), status=400, mimetype="text/plain")
+
+
+def ses() -> Response:
+    """``POST /bounces/ses``: an SNS message, refused unless its signature verifies."""
+    fetch = webhook_options().fetch
+    try:
+        envelope = json_body(request.get_data(as_text=True))
+        if not isinstance(envelope, dict):
+            raise DataError("not a JSON object")
+        verify(envelope, fetch)
+        if envelope.get("Type") == "SubscriptionConfirmation":
+            fetch(str(envelope.get("SubscribeURL", "")))
+            return jsonify(results=[], confirmed=True)
+        if envelope.get("Type") != "Notification":
+            return jsonify(results=[])
+        return run(ses_report(json_body(str(envelope.get("Message", "")))))
+    except (DataError, ValueError) as exc:
+        return Response(f"refused: {exc}", status=400, mimetype="text/plain")
+
+
+def json_body(text: str) -> Any:
+    """The JSON value in ``text``, or None when it is not JSON (or nested too deep)."""
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+
+
 def _text(payload: Mapping[str, Any], key: str, limit: int = 500) -> str:
+    """``payload[key]`` when it is a string, as text a database takes (no NUL, no lone
+    surrogate), at most ``limit`` characters; otherwise ""."""
     value = payload.get(key)
-    return value[:limit] if isinstance(value, str) else ""
+    if not isinstance(value, str):
+        return ""
+    return _CONTROL.sub("", value[: limit * 2].encode("utf-8", "replace").decode())[:limit]
 
 
 def json_report(payload: Mapping[str, Any]) -> Report:
@@ -116,6 +163,14 @@ def json_report(payload: Mapping[str, Any]) -> Report:
     )
 
 
+def _object(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _array(value: object) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
 def ses_report(notification: Any) -> Report:
     """An SES Bounce or Complaint notification as a Report."""
     if not isinstance(notification, dict):
@@ -128,7 +183,7 @@ def ses_report(notification: Any) -> Report:
     source = mail.get("source") if isinstance(mail, dict) else None
     envelope = (source,) if isinstance(source, str) else ()
     if kind == "Bounce":
-        bounce = notification.get("bounce") or {}
+        bounce = _object(notification.get("bounce"))
         transient = bounce.get("bounceType") != "Permanent"
         recipients = tuple(
             Recipient(
@@ -137,16 +192,16 @@ def ses_report(notification: Any) -> Report:
                 str(r.get("status") or ("4.0.0" if transient else "5.1.1"))[:20],
                 str(r.get("diagnosticCode", ""))[:500],
             )
-            for r in bounce.get("bouncedRecipients") or []
+            for r in _array(bounce.get("bouncedRecipients"))
             if isinstance(r, dict)
         )
         reference = "ses:" + str(bounce.get("feedbackId", ""))[:200]
         return Report("dsn", reference, recipients=recipients, message_ids=ids, envelope=envelope)
     if kind == "Complaint":
-        complaint = notification.get("complaint") or {}
+        complaint = _object(notification.get("complaint"))
         recipients = tuple(
             Recipient(str(r.get("emailAddress", "")).lower(), "complained", "")
-            for r in complaint.get("complainedRecipients") or []
+            for r in _array(complaint.get("complainedRecipients"))
             if isinstance(r, dict)
         )[:1]
         return Report(

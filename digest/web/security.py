@@ -58,7 +58,7 @@ def form_stamp(key: bytes, now: float) -> str:
 
 def stamp_ok(key: bytes, stamp: str, now: float, max_age: float = FORM_MAX_AGE) -> bool:
     moment, _, mac = stamp.partition(".")
-    if not moment.isdigit() or len(moment) > 12:
+    if not (moment.isascii() and moment.isdigit()) or len(moment) > 12:
         return False
     expected = hmac.new(key, f"form:{moment}".encode(), hashlib.sha256).hexdigest()[:32]
     return hmac.compare_digest(expected.encode(), mac.encode("utf-8", "replace")) and (

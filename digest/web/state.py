@@ -1,12 +1,16 @@
-"""What the subscriber pages' handlers share: settings, sessions, clock, transport and
-the in-process rate limiters (documented in :mod:`digest.web.security`)."""
+"""What the subscriber pages' views share: settings, sessions, clock, transport, the form
+key and the in-process rate limiters (documented in :mod:`digest.web.security`), kept in
+``current_app.extensions`` by ``create_app`` and read through :func:`current_web`."""
 
 from __future__ import annotations
 
 import datetime as dt
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from flask import Flask, current_app
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest.config import Settings
@@ -18,28 +22,63 @@ from subscribers.preferences import form_key
 #: Sign-ups and link requests: per client address, and per email address.
 IP_LIMIT, IP_WINDOW = 10, 600.0
 ADDRESS_LIMIT, ADDRESS_WINDOW = 3, 3600.0
+#: The key of the shared state in ``app.extensions``.
+EXTENSION = "digest_web"
+CACHED_PAGES = 64
+
+
+class PageCache:
+    """The last ``size`` pages built, by key (least recently stored forgotten first).
+    Thread-safe."""
+
+    def __init__(self, size: int = CACHED_PAGES) -> None:
+        self.size = size
+        self._pages: OrderedDict[str, str] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> str | None:
+        with self._lock:
+            return self._pages.get(key)
+
+    def put(self, key: str, page: str) -> None:
+        with self._lock:
+            self._pages[key] = page
+            while len(self._pages) > self.size:
+                self._pages.popitem(last=False)
 
 
 @dataclass
 class WebApp:
-    """What the page handlers share (one per app)."""
+    """What the views share (one per app)."""
 
     settings: Settings
     factory: sessionmaker[Session]
     now: Callable[[], dt.datetime]
     transport: Callable[[], Transport]
+    key: bytes
+    """The database's form-signing key (see :func:`ensure_form_key`)."""
     per_ip: security.RateLimiter = field(
         default_factory=lambda: security.RateLimiter(IP_LIMIT, IP_WINDOW)
     )
     per_address: security.RateLimiter = field(
         default_factory=lambda: security.RateLimiter(ADDRESS_LIMIT, ADDRESS_WINDOW)
     )
-    _key: bytes | None = None
+    web_versions: PageCache = field(default_factory=PageCache)
 
-    @property
-    def key(self) -> bytes:
-        """The database's form-signing key (read once)."""
-        if self._key is None:
-            with transaction(self.factory) as session:
-                self._key = form_key(session)
-        return self._key
+    def install(self, app: Flask) -> None:
+        """Make this the state :func:`current_web` returns inside ``app``."""
+        app.extensions[EXTENSION] = self
+
+
+def ensure_form_key(factory: sessionmaker[Session]) -> bytes:
+    """The database's form-signing key, created (one row of ``instance_secrets``) if it
+    does not exist yet. Called once when the app is created, so no request has to write."""
+    with transaction(factory) as session:
+        return form_key(session)
+
+
+def current_web() -> WebApp:
+    """The shared state of the app handling the current request."""
+    web = current_app.extensions[EXTENSION]
+    assert isinstance(web, WebApp), "create_app() installs the shared state"
+    return web
