@@ -178,14 +178,15 @@ def add(
 def import_(
     file: str, confirmed: bool, skip_invalid: bool, dry_run: bool, consent_version: str | None
 ) -> None:
-    """Import subscribers from a CSV file (UTF-8; delimiter , or ;).
+    """Import subscribers from a CSV file (UTF-8, UTF-16 or Windows-1252; delimiter , ; or tab).
 
     Columns: email (required), name, categories (slugs or names separated by ;),
     and optionally status, created_at, confirmed_at, timezone, frequency, consent_version.
     Known addresses are merged, never duplicated; addresses that unsubscribed, bounced or
     were erased are never re-added. Any bad row stops the whole import (each is listed
-    with its line number) unless --skip-invalid. Without --confirmed, new people are
-    pending and each is emailed a confirmation link once the import is written.
+    with its line number) unless --skip-invalid; --dry-run then exits with status 1 too.
+    Without --confirmed, new people are pending and each is emailed a confirmation link
+    once the import is written.
 
     \b
     Example:
@@ -204,13 +205,15 @@ def import_(
     _import_said(Path(file), result)
     if dry_run:
         click.echo("Dry run: nothing was written or sent.")
-        return
-    if not result.written:
+    if result.invalid and not skip_invalid:
         raise DataError(
-            f"{result.invalid} invalid row{'s' if result.invalid != 1 else ''}: nothing was "
-            f"imported (fix {'it' if result.invalid == 1 else 'them'}, or use --skip-invalid "
+            f"{result.invalid} invalid row{'s' if result.invalid != 1 else ''}: nothing "
+            f"{'would be' if dry_run else 'was'} imported (fix "
+            f"{'it' if result.invalid == 1 else 'them'}, or use --skip-invalid "
             "to import the other rows)"
         )
+    if dry_run:
+        return
     if result.pending:
         _confirmations_said(settings, _send_confirmations(settings, factory, None))
 
@@ -228,7 +231,8 @@ def _import_said(file: Path, result: ImportResult) -> None:
     ):
         if count:
             parts.append(f"{count} {what}")
-    click.echo(f"{file.name}: {result.rows} rows: {'; '.join(parts)}.")
+    read_as = f", {result.read_as}" if result.read_as else ""
+    click.echo(f"{file.name}{read_as}: {result.rows} rows: {'; '.join(parts)}.")
     for problem in result.problems:
         click.echo(f"line {problem.line}: {problem.reason}")
     if result.invalid > len(result.problems):
