@@ -71,7 +71,7 @@ def import_csv(
     with stream, factory() as session:
         session.begin()
         try:
-            result = _import(session, stream, batch, merging.Options(now, confirmed, version, 0))
+            result = _import(session, stream, batch, now=now, confirmed=confirmed, version=version)
             result.encoding, result.guessed = encoding.name, encoding.guessed
             if dry_run or (result.invalid and not skip_invalid):
                 session.rollback()
@@ -83,9 +83,10 @@ def import_csv(
             raise DataError(f"{path.name}: {exc}") from None
         except IntegrityError as exc:
             session.rollback()
+            cause = str(exc.orig).partition("\n")[0]
             raise SubscriberError(
                 "the subscribers changed while importing (another import, or someone signing "
-                f"up?): nothing was imported; run it again ({str(exc.orig).splitlines()[0]})"
+                f"up?): nothing was imported; run it again ({cause})"
             ) from None
         except BaseException:
             session.rollback()
@@ -93,12 +94,14 @@ def import_csv(
     return result
 
 
-def _import(session: Session, stream: TextIO, batch: int, options: merging.Options) -> ImportResult:
+def _import(
+    session: Session, stream: TextIO, batch: int, *, now: dt.datetime, confirmed: bool, version: str
+) -> ImportResult:
     ignored, rows = read_rows(stream, category_index(session))
     result = ImportResult(ignored_columns=ignored)
     salt = suppression.email_salt(session)
     first_new_id = (session.scalar(select(func.max(Subscriber.id))) or 0) + 1
-    options = dataclasses.replace(options, first_new_id=first_new_id)
+    options = merging.Options(now, confirmed, version, first_new_id)
     created, analyze_at = 0, ANALYZE_FIRST
     for chunk in _chunks(rows, batch):
         collapsed = merging.collapse(chunk)
