@@ -1,11 +1,13 @@
 """Subscriber CSV and JSON, without a database: parse import rows, write export records.
 
-Import files are UTF-8 (a byte-order mark is fine) with a header row; the delimiter is
-``,``, ``;`` or a tab, whichever the header uses. Columns (any order, any letter case):
-``email`` (required), ``name``, ``categories`` (``;``-separated slugs or names), ``status``,
-``created_at``, ``confirmed_at``, ``unsubscribed_at``, ``timezone``, ``frequency``,
-``consent_at``, ``consent_source``, ``consent_version`` (exactly what an export writes, so
-an export reads back as it was). Rows are streamed: memory does not grow with the file.
+Import files have a header row; the delimiter is ``,``, ``;`` or a tab, whichever the
+header uses. They are text here: :func:`digest.textio.open_text` opens a file in the
+encoding a spreadsheet saved it in (UTF-8, UTF-16 or Windows-1252). Columns (any order,
+any letter case): ``email`` (required), ``name``, ``categories`` (``;``-separated slugs
+or names), ``status``, ``created_at``, ``confirmed_at``, ``unsubscribed_at``, ``timezone``,
+``frequency``, ``consent_at``, ``consent_source``, ``consent_version`` (exactly what an
+export writes, so an export reads back as it was). Rows are streamed: memory does not grow
+with the file.
 
 Exported values that a spreadsheet would run as a formula (starting with ``=``, ``+``,
 ``-``, ``@``, tab or CR) get a leading ``'``; the importer removes it again.
@@ -244,11 +246,11 @@ def _when(values: Mapping[str, str], column: str) -> dt.datetime | None:
         return None
     try:
         when = dt.datetime.fromisoformat(text[:40])
-    except ValueError:
+        return when.replace(tzinfo=dt.UTC) if when.tzinfo is None else when.astimezone(dt.UTC)
+    except (ValueError, OverflowError):  # OverflowError: out of range once in UTC
         raise SubscriberError(
             f"{column} {text[:40]!r} is not a date such as 2026-11-20 or 2026-11-20T09:30:00Z"
         ) from None
-    return when.replace(tzinfo=dt.UTC) if when.tzinfo is None else when.astimezone(dt.UTC)
 
 
 def unneutralise(value: str) -> str:

@@ -1,4 +1,5 @@
-"""Read-only views of subscribers: the admin list, one subscriber's record, the export.
+"""Read-only views of subscribers: the admin list, one subscriber's record, the export,
+and what an import merges into.
 
 Tokens are never part of a view.
 """
@@ -18,6 +19,7 @@ from subscribers import consent, suppression
 from subscribers.consent import ConsentView
 from subscribers.csvio import ExportRecord
 from subscribers.lookup import resolve_categories
+from subscribers.merging import Known
 from subscribers.models import Confirmation, Consent, Status, Subscriber, Subscription
 
 EXPORT_BATCH = 1000
@@ -179,3 +181,42 @@ def iter_export(
                 consents=tuple(consents.get(s.id, [])),
             )
         session.expunge_all()
+
+
+def known_subscribers(session: Session, keys: Sequence[str]) -> dict[str, Known]:
+    """The stored subscribers among these address keys (lower-case addresses), by key, as
+    the import's merge rules see them (``listed`` left unset)."""
+    if not keys:
+        return {}
+    rows = session.execute(
+        select(
+            Subscriber.id,
+            Subscriber.email_key,
+            Subscriber.email,
+            Subscriber.email_hash,
+            Subscriber.status,
+            Subscriber.name,
+            Subscriber.timezone,
+            Subscriber.unsubscribed_at,
+        ).where(Subscriber.email_key.in_(keys))
+    ).all()
+    categories: dict[int, set[int]] = {row.id: set() for row in rows}
+    if categories:
+        chosen = select(Subscription.subscriber_id, Subscription.category_id).where(
+            Subscription.subscriber_id.in_(list(categories))
+        )
+        for subscriber_id, category_id in session.execute(chosen):
+            categories[subscriber_id].add(category_id)
+    return {
+        row.email_key: Known(
+            id=row.id,
+            email=row.email,
+            email_hash=row.email_hash,
+            status=row.status,
+            name=row.name,
+            timezone=row.timezone,
+            category_ids=frozenset(categories[row.id]),
+            unsubscribed_at=row.unsubscribed_at,
+        )
+        for row in rows
+    }

@@ -209,6 +209,40 @@ def test_invalid_records_stop_the_whole_import_unless_skipped(site: Site) -> Non
     assert list(site.summaries()) == ["Good"]
 
 
+def test_a_dry_run_fails_whenever_the_import_would(site: Site) -> None:
+    source = site.folder / "mixed.jsonl"
+    source.write_text(
+        '{"title": "Good", "url": "https://example.org/good", "published_at": "2026-11-20",'
+        ' "categories": ["Pain"]}\n'
+        '{"url": "https://example.org/untitled", "categories": ["Pain"]}\n'
+    )
+    dry = site.run("summaries", "import", str(source), "--dry-run")
+    assert dry.exit_code == 1  # so `import --dry-run && import` stops before the import
+    assert lines(dry) == [
+        "line 2: rejected: missing title",
+        "Error: 1 record rejected; nothing was imported (fix it, or use --skip-invalid to "
+        "import the other 1)",
+    ]
+    skipping = site.run("summaries", "import", str(source), "--dry-run", "--skip-invalid")
+    assert skipping.exit_code == 0, skipping.output
+    assert lines(skipping)[-1] == (
+        f"Dry run of {source} (JSON Lines): 1 added, 0 updated, 0 unchanged, 1 skipped; "
+        "nothing was written."
+    )
+    garbage = site.folder / "photo.png"
+    garbage.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")
+    unreadable = site.run("summaries", "import", str(garbage), "--dry-run")
+    assert unreadable.exit_code == 1
+    assert lines(unreadable) == [
+        f"Error: {garbage}: cannot tell the format "
+        + (
+            "(expected JSON, JSON Lines, CSV with a header row naming a title column, or an "
+            "RSS/Atom feed): name it with --format"
+        )
+    ]
+    assert site.summaries() == {} and site.categories() == {}
+
+
 def test_dry_run_reports_and_writes_nothing(site: Site) -> None:
     result = site.run("summaries", "import", example("summaries.csv"), "--dry-run")
     assert result.exit_code == 0, result.output

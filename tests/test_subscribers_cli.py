@@ -151,6 +151,14 @@ def test_import_lists_bad_rows_then_imports_and_invites_the_rest(admin: Path, fa
     assert (
         "Dry run: nothing was written or sent." in run("import", "people.csv", "--dry-run").output
     )
+    dry = run("import", "people.csv", "--dry-run")  # `import --dry-run && import` stops here
+    assert dry.exit_code == 1
+    assert dry.output.splitlines()[-2:] == [
+        "Dry run: nothing was written or sent.",
+        "Error: 2 invalid rows: nothing would be imported (fix them, or use --skip-invalid to "
+        "import the other rows)",
+    ]
+    assert run("import", "people.csv", "--dry-run", "--skip-invalid").exit_code == 0
     done = run("import", "people.csv", "--skip-invalid")
     assert done.exit_code == 0, done.output
     assert "Sent 1 confirmation email via file into" in done.output
@@ -245,3 +253,37 @@ def test_confirmations_owed_while_the_mail_server_is_down_are_sent_later(
     assert later.output.startswith("Sent 1 confirmation email via smtp")
     assert [m.recipients for m in smtp_server.handler.messages] == [["ada@example.org"]]
     assert run("send-confirmations").output.startswith("No pending subscriber is waiting")
+
+
+@pytest.mark.parametrize(
+    ("encoding", "said"),
+    [
+        ("cp1252", "latin.csv, read as Windows-1252 (guessed): 2 rows"),
+        ("utf-16", "latin.csv: 2 rows"),  # Excel's "Unicode text", with its byte-order mark
+        ("utf-8-sig", "latin.csv: 2 rows"),
+    ],
+)
+def test_import_reads_what_spreadsheets_save(
+    admin: Path, factory, encoding: str, said: str
+) -> None:
+    text = "email\tname\tcategories\nzoe@example.org\tZoë Müller\tneurology\n"
+    text += "ada@example.org\tAda\tpharmacology\n"
+    (admin / "latin.csv").write_bytes(text.encode(encoding))
+    dry = run("import", "latin.csv", "--dry-run", "--confirmed")
+    assert dry.exit_code == 0, dry.output
+    assert dry.output.splitlines() == [
+        f"{said}: 2 new (2 active).",
+        "Dry run: nothing was written or sent.",
+    ]
+    done = run("import", "latin.csv", "--confirmed")
+    assert done.exit_code == 0, done.output
+    assert done.output == f"{said}: 2 new (2 active).\n"
+    assert "Zoë Müller <zoe@example.org>" in run("show", "zoe@example.org").output
+
+
+def test_a_file_that_is_not_a_csv_is_one_error_line(admin: Path) -> None:
+    (admin / "photo.csv").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x81")
+    result = run("import", "photo.csv", "--dry-run")
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: photo.csv: line 1: the header has no 'email' column")
+    assert len(result.output.splitlines()) == 1

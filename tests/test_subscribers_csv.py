@@ -125,6 +125,7 @@ def test_bad_dates_statuses_time_zones_and_frequencies_are_row_problems() -> Non
         "b@example.org,pharmacology,,maybe,,\n"
         "c@example.org,pharmacology,,,Mars/Olympus,\n"
         "d@example.org,pharmacology,,,,daily\n"
+        "f@example.org,pharmacology,0001-01-01T00:00:00+05:00,,,\n"  # before year 1 in UTC
         "e@example.org,pharmacology,2026-11-20,UNSUBSCRIBED,Europe/Paris,Monthly\n"
     )
     reasons = [r.reason for r in rows if isinstance(r, RowProblem)]
@@ -133,6 +134,8 @@ def test_bad_dates_statuses_time_zones_and_frequencies_are_row_problems() -> Non
         "status 'maybe' is not one of pending, active, unsubscribed, bounced, complained",
         "'Mars/Olympus' is not an IANA time zone such as Europe/Paris",
         "frequency must be weekly or monthly, not 'daily'",
+        "created_at '0001-01-01T00:00:00+05:00' is not a date such as 2026-11-20 or "
+        "2026-11-20T09:30:00Z",
     ]
     last = rows[-1]
     assert isinstance(last, ImportRow)

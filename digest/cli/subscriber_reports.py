@@ -70,7 +70,8 @@ def import_said(file: Path, result: ImportResult) -> None:
     ):
         if count:
             parts.append(f"{count} {what}")
-    out.print(f"{file.name}: {result.rows} rows: {'; '.join(parts)}.")
+    read_as = f", {result.read_as}" if result.read_as else ""
+    out.print(f"{file.name}{read_as}: {result.rows} rows: {'; '.join(parts)}.")
     for problem in result.problems:
         out.print(f"line {problem.line}: {problem.reason}")
     if result.invalid > len(result.problems):

@@ -131,14 +131,15 @@ def import_(
     dry_run: bool,
     consent_version: str | None,
 ) -> None:
-    """Import subscribers from a CSV file (UTF-8; delimiter , or ;).
+    """Import subscribers from a CSV file (UTF-8, UTF-16 or Windows-1252; delimiter , ; or tab).
 
     Columns: email (required), name, categories (slugs or names separated by ;),
     and optionally status, created_at, confirmed_at, timezone, frequency, consent_version.
     Known addresses are merged, never duplicated; addresses that unsubscribed, bounced or
     were erased are never re-added. Any bad row stops the whole import (each is listed
-    with its line number) unless --skip-invalid. Without --confirmed, new people are
-    pending and each is emailed a confirmation link once the import is written.
+    with its line number) unless --skip-invalid; --dry-run then exits with status 1 too.
+    Without --confirmed, new people are pending and each is emailed a confirmation link
+    once the import is written.
 
     \b
     Example:
@@ -157,13 +158,15 @@ def import_(
     import_said(Path(file), result)
     if dry_run:
         out.print("Dry run: nothing was written or sent.")
-        return
-    if not result.written:
+    if result.invalid and not skip_invalid:
         raise DataError(
-            f"{result.invalid} invalid row{'s' if result.invalid != 1 else ''}: nothing was "
-            f"imported (fix {'it' if result.invalid == 1 else 'them'}, or use --skip-invalid "
+            f"{result.invalid} invalid row{'s' if result.invalid != 1 else ''}: nothing "
+            f"{'would be' if dry_run else 'was'} imported (fix "
+            f"{'it' if result.invalid == 1 else 'them'}, or use --skip-invalid "
             "to import the other rows)"
         )
+    if dry_run:
+        return
     if result.pending:
         confirmations_said(settings, confirm_by_email(settings, factory, None))
 

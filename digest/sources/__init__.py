@@ -8,13 +8,13 @@ whatever its format, and :mod:`digest.sources.load` stores the valid ones in one
 
 from __future__ import annotations
 
-import codecs
 import datetime as dt
 import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from digest import textio
 from digest.errors import DataError
 
 FORMATS = ("auto", "json", "jsonl", "csv", "feed")
@@ -54,21 +54,12 @@ class Parsed:
 
 
 def decode_text(data: bytes) -> tuple[str, Problem | None]:
-    """Text from bytes: UTF-8 (with or without a BOM) or UTF-16 with a BOM; anything else
-    is read as Windows-1252 (a superset of Latin-1), with a warning saying so."""
-    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        try:
-            return data.decode("utf-16"), None
-        except UnicodeDecodeError:
-            pass
-    try:
-        return data.decode("utf-8-sig"), None
-    except UnicodeDecodeError as exc:
-        where = f"byte {exc.start + 1}"
-    try:
-        text = data.decode("cp1252")
-    except UnicodeDecodeError:
-        text = data.decode("latin-1")
+    """Text from bytes (see :mod:`digest.textio`), with a warning when the encoding was
+    guessed."""
+    text, encoding = textio.decode_text(data)
+    if not encoding.guessed:
+        return text, None
+    where = f"byte {encoding.first_bad_byte}"
     return text, Problem("", f"not UTF-8 (first bad {where}): read as Windows-1252/Latin-1")
 
 

@@ -1,4 +1,5 @@
-"""Database leaf: engine, sessions, the declarative base and the shared ``Category`` model.
+"""Database leaf: engine, sessions, the one bulk writer, the declarative base and the shared
+``Category`` model.
 
 Anyone may import this module. Times are stored as UTC and always come back timezone-aware,
 on SQLite and PostgreSQL alike.
@@ -27,6 +28,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ClauseElement
@@ -124,13 +126,43 @@ def insert_many(
     columns: Sequence[str],
     rows: Sequence[Sequence[Any]],
 ) -> None:
-    """INSERT ``rows`` (tuples of values for ``columns``) in one driver ``executemany``.
+    """INSERT ``rows`` (tuples of values for ``columns``): the one bulk writer.
 
-    For the ledger's hot paths: the statement is compiled once and no per-row type
-    processing runs, so values must already be in the driver's form (times through
-    :func:`driver_time`). About a third of the cost of SQLAlchemy's own executemany."""
-    if rows:
-        _executemany(session, ("insert", table, tuple(columns), ""), rows)
+    Values must already be in the driver's form: times through :func:`driver_time`, JSON
+    as its text (``json.dumps``). No per-row type processing runs. On SQLite it is one
+    driver ``executemany`` of a statement compiled once (about a third of the cost of
+    SQLAlchemy's own executemany); on PostgreSQL one ``COPY ... FROM STDIN``, several times
+    faster again than an executemany there. Errors are SQLAlchemy's (``IntegrityError``...),
+    whichever path ran."""
+    if not rows:
+        return
+    connection = session.connection() if isinstance(session, Session) else session
+    if connection.dialect.name == "postgresql":
+        _copy(connection, table, columns, rows)
+    else:
+        _executemany(connection, ("insert", table, tuple(columns), ""), rows)
+
+
+def _copy(
+    connection: Connection, table: Table, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+) -> None:
+    """``rows`` into ``table`` through PostgreSQL's COPY, in the connection's transaction."""
+    from psycopg import sql
+
+    name = sql.Identifier(*[part for part in (table.schema, table.name) if part])
+    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
+        name, sql.SQL(", ").join(map(sql.Identifier, columns))
+    )
+    driver = connection.connection.driver_connection
+    assert driver is not None
+    dbapi = connection.dialect.loaded_dbapi
+    try:
+        with driver.cursor() as cursor, cursor.copy(statement) as copy:
+            for row in rows:
+                copy.write_row(row)
+    except dbapi.Error as exc:
+        text = statement.as_string(driver)
+        raise DBAPIError.instance(text, None, exc, dbapi.Error, dialect=connection.dialect) from exc
 
 
 def update_many(
@@ -145,18 +177,26 @@ def update_many(
     ``key`` (one of ``columns``), in one driver ``executemany``; values as for
     :func:`insert_many`."""
     if rows:
-        _executemany(session, ("update", table, tuple(columns), key), rows)
+        connection = session.connection() if isinstance(session, Session) else session
+        _executemany(connection, ("update", table, tuple(columns), key), rows)
+
+
+def refresh_statistics(session: Session | Connection, table: Table) -> None:
+    """On PostgreSQL, let the planner see the rows this transaction added to ``table`` (after
+    a bulk insert, statistics of a much smaller table make it scan the whole table for each
+    look-up until autovacuum gets round to it). Nothing to do on SQLite."""
+    connection = session.connection() if isinstance(session, Session) else session
+    if connection.dialect.name == "postgresql":
+        name = connection.dialect.identifier_preparer.format_table(table)
+        connection.exec_driver_sql(f"ANALYZE {name}")
 
 
 #: What :func:`_compiled` compiles: ("insert" or "update", table, columns, key column).
 _Statement = tuple[str, Table, tuple[str, ...], str]
 
 
-def _executemany(
-    session: Session | Connection, what: _Statement, rows: Sequence[Sequence[Any]]
-) -> None:
+def _executemany(connection: Connection, what: _Statement, rows: Sequence[Sequence[Any]]) -> None:
     """Run the statement ``what`` once per row of values for its columns."""
-    connection = session.connection() if isinstance(session, Session) else session
     sql, binds, order = _compiled(what, connection.dialect)
     params: Sequence[Any]
     if order is None:  # named parameters

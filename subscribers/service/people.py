@@ -1,7 +1,8 @@
-"""The subscriber service: the one place that changes subscribers.
+"""The subscriber service, one subscriber at a time: add, confirm, unsubscribe, change
+categories, erase (see :mod:`subscribers.service`).
 
-Used by the CLI, the web pages, the importer and the demo. Functions take an open session
-and never commit: the caller owns the transaction. Lookups and validation live in
+Used by the CLI, the web pages and the demo. Functions take an open session and never
+commit: the caller owns the transaction. Lookups and validation live in
 :mod:`subscribers.lookup`; they are re-exported here for callers.
 """
 
@@ -14,7 +15,7 @@ from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from digest.errors import SubscriberError
-from subscribers import consent, suppression
+from subscribers import consent, rules, suppression
 from subscribers.lookup import (
     clean_name,
     find_by_email,
@@ -139,14 +140,11 @@ def confirm(
     if subscriber.status == Status.ACTIVE:
         return False
     listed = suppression.suppression_for(session, subscriber.email_hash)
-    if by != "link" and (subscriber.status in SUPPRESSED or listed is not None):
+    reason = listed.reason if listed else None
+    refused = rules.confirm_refusal(subscriber.status, subscriber.unsubscribed_at, reason, by=by)
+    if refused:
         raise SubscriberError(
-            f"{subscriber.email} is suppressed ({listed.reason if listed else subscriber.status})"
-            ": only its owner can confirm it, with the link in the confirmation email"
-        )
-    if by != "link" and (subscriber.unsubscribed_at or subscriber.status == Status.UNSUBSCRIBED):
-        raise SubscriberError(
-            f"{subscriber.email} unsubscribed before: only its owner can confirm it, "
+            f"{subscriber.email} {refused}: only its owner can confirm it, "
             "with the link in the confirmation email"
         )
     if listed is not None:
