@@ -26,8 +26,8 @@ from digest.cli.summaries import summaries
 from digest.cli.web import serve
 from digest.config import CONFIG_FILENAME, STARTER_CONFIG, Settings
 from digest.edition.run import EditionReport, not_due_reason, run_edition
+from digest.edition.transport import make_transport
 from digest.edition.when import Schedule, current_key
-from digest.mail.transports import make_transport
 from digest.store import schema
 from digest.store.db import Category, make_engine, session_factory, transaction, utcnow
 from digest.store.models import summary_categories

@@ -27,8 +27,8 @@ from apscheduler.triggers.cron import CronTrigger
 
 from digest.config import Settings, load_settings
 from digest.edition.run import EditionReport, run_edition
+from digest.edition.transport import make_transport
 from digest.edition.when import Schedule
-from digest.mail.transports import make_transport
 from digest.store.db import make_engine
 
 log = logging.getLogger("digest.scheduler")

@@ -21,8 +21,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from digest.config import Settings, load_settings
 from digest.edition.audience import erase_subscriber, last_deliveries
+from digest.edition.transport import make_transport
 from digest.errors import DataError, SubscriberError, TransportUnavailable
-from digest.mail.transports import make_transport
 from digest.notices.confirmation import OUTBOX_FOLDER, ConfirmationReport, send_confirmations
 from digest.store.db import transaction, utcnow
 from digest.store.schema import open_database

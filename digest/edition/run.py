@@ -28,6 +28,7 @@ from digest.edition.plan import dry_plan, get_or_create_edition, plan_edition
 from digest.edition.ratelimit import RateLimiter
 from digest.edition.ratelimit_shared import SharedRateLimiter
 from digest.edition.sender import Outbound, Sender, Tally, backoff_delays
+from digest.edition.transport import make_transport
 from digest.edition.variants import render_variants
 from digest.edition.when import (
     EARLIEST_ZONE,
@@ -39,7 +40,6 @@ from digest.edition.when import (
 )
 from digest.errors import EditionError
 from digest.mail.dkim import DkimSigner
-from digest.mail.transports import make_transport
 from digest.mail.transports.base import Transport
 from digest.mail.verp import envelope_sender
 from digest.render.renderer import Renderer

@@ -20,7 +20,7 @@ from flask import Flask, Response, g, request
 from sqlalchemy import Engine
 
 from digest.config import Settings, load_settings
-from digest.mail.transports import make_transport
+from digest.edition.transport import make_transport
 from digest.mail.transports.base import Transport
 from digest.render.renderer import Palette, builtin_templates_dir
 from digest.store.db import make_engine, utcnow
