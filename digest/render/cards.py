@@ -1,15 +1,14 @@
-"""What a digest says: cards and sections built from summaries (pure, apart from ``load_cards``)."""
+"""What a digest says: cards and sections built from summaries' facts (pure).
+
+The edition stage loads :class:`SummaryFacts` from the store (:mod:`digest.edition.catalog`);
+everything here turns those values into :class:`Card` s and :class:`DigestContent`.
+"""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
-from digest.store.models import Summary
 
 EXPLANATION_LIMIT = 320
 FINDING_LIMIT = 260
@@ -23,6 +22,25 @@ class CategoryRef:
     id: int
     slug: str
     name: str
+
+
+@dataclass(frozen=True, slots=True)
+class SummaryFacts:
+    """What a card is made from: one summary as stored, as a plain value."""
+
+    id: int
+    title: str
+    url: str
+    journal: str | None
+    year: int | None
+    categories: tuple[CategoryRef, ...]  # in name order
+    simple_explanation: str
+    key_findings: tuple[str, ...]
+    study_type: str | None = None
+    evidence_level: str | None = None
+    sample_size: int | None = None
+    participants: str | None = None
+    study_duration: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,8 +135,8 @@ def facts_line(
     return " · ".join(parts)
 
 
-def card_from_summary(summary: Summary) -> Card:
-    findings = [clean_text(f) for f in summary.key_findings or [] if clean_text(f)]
+def card_from_summary(summary: SummaryFacts) -> Card:
+    findings = [clean_text(f) for f in summary.key_findings if clean_text(f)]
     return Card(
         id=summary.id,
         title=clean_text(summary.title),
@@ -137,16 +155,6 @@ def card_from_summary(summary: Summary) -> Card:
             study_duration=summary.study_duration,
         ),
     )
-
-
-def load_cards(session: Session, ids: Iterable[int]) -> dict[int, Card]:
-    wanted = sorted(set(ids))
-    cards: dict[int, Card] = {}
-    for start in range(0, len(wanted), 500):
-        chunk = wanted[start : start + 500]
-        for summary in session.scalars(select(Summary).where(Summary.id.in_(chunk))):
-            cards[summary.id] = card_from_summary(summary)
-    return cards
 
 
 def build_content(
