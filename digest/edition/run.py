@@ -102,19 +102,24 @@ def _send_edition(
     renew: Callable[[], None],
 ) -> None:
     """The steps of a send, under the edition's send lock."""
-    _resume(run, edition, report)
+    _resume(run, edition, report)  # rows left by a crash (or failed, with retry_failed)
+    # 1 plan
     plan = plan_edition(run.factory, run.settings, edition, now=run.now)
     report.queued, report.nothing_new, report.not_due = plan.queued, plan.nothing_new, plan.not_due
+    # 2 render each variant with rows waiting, once
     pending = pending_variants(run.factory, edition)
     renderer = Renderer(run.settings)
     renders = render_pending(run.factory, renderer, run.settings.card_cap, pending, date=utcnow())
-    built = check_pending(renderer, pending, renders)  # PreflightError: nothing goes out
+    # 3 preflight what was rendered: on any problem, nothing goes out
+    built = check_pending(renderer, pending, renders)
     report.variants = [
         VariantReport(v.number, built[v.key][0].subject, len(v.key[1]), v.waiting) for v in pending
     ]
+    # 4 claim and send
     outbound = outbound_for(run.settings, edition.key, pending, built)
     total = sum(v.waiting for v in pending)
     _claim_and_send(run, transport, edition, outbound, total, report, renew=renew)
+    # 5 record
     _record(run, edition, report)
 
 
