@@ -110,6 +110,7 @@ class CountingTransport:
     """Takes messages and keeps only their number: measures building, not a mail server."""
 
     name = "counting"
+    concurrency = 1
     count = 0
 
     def send(self, envelope: object, message: bytes) -> str:

@@ -18,20 +18,21 @@ FLAT = 0.10  # peak RSS at N may exceed the peak at N/10 by this share
 SIZE_RANGE = (40_000, 90_000)  # bytes of a message
 #: (file suffix, function) of the library's stages, for --profile.
 STAGES = (
-    ("digest/delivery.py", "run_edition", "run_edition (all)"),
-    ("digest/planning.py", "plan_edition", "1 plan: select items, queue ledger rows"),
-    ("digest/delivery.py", "_outbound", "2-4 group, render, preflight, build"),
-    ("digest/variants.py", "render_variants", "   render + build templates"),
-    ("digest/message.py", "qp_encode", "   quoted-printable encoding"),
-    ("digest/message.py", "check_template", "   check_template (parse a sample back)"),
-    ("digest/delivery.py", "send_passes", "5-8 claim, personalise, send, record"),
-    ("digest/ledger.py", "claim", "   ledger.claim"),
-    ("digest/ledger.py", "record", "   ledger.record"),
-    ("digest/locks.py", "renew", "   SendLock.renew (per batch)"),
-    ("digest/sending.py", "_one", "   Sender._one (per message)"),
-    ("digest/message.py", "personalize", "   MessageTemplate.personalize"),
-    ("digest/message.py", "to_header", "   to_header"),
-    ("digest/message.py", "_fold", "   _fold (email.headerregistry)"),
+    ("digest/edition/run.py", "run_edition", "run_edition (all)"),
+    ("digest/edition/plan.py", "plan_edition", "1 plan: select items, queue ledger rows"),
+    ("digest/edition/passes.py", "render_pending", "2 read contents, render, build"),
+    ("digest/edition/variants.py", "build_variant", "   render + build templates"),
+    ("digest/mail/message.py", "qp_encode", "   quoted-printable encoding"),
+    ("digest/mail/message.py", "check_template", "   check_template (parse a sample back)"),
+    ("digest/edition/passes.py", "check_pending", "3 preflight"),
+    ("digest/edition/passes.py", "send_passes", "4-5 claim, personalise, send, record"),
+    ("digest/edition/ledger.py", "claim", "   ledger.claim"),
+    ("digest/edition/ledger.py", "record", "   ledger.record"),
+    ("digest/edition/locks.py", "renew", "   SendLock.renew (per batch)"),
+    ("digest/edition/sender.py", "_one", "   Sender._one (per message)"),
+    ("digest/mail/message.py", "personalize", "   MessageTemplate.personalize"),
+    ("digest/mail/message.py", "to_header", "   to_header"),
+    ("digest/mail/message.py", "_fold", "   _fold (email.headerregistry)"),
 )
 
 

@@ -7,6 +7,7 @@ import email
 import email.header
 import email.policy
 import quopri
+import time
 
 import pytest
 from hypothesis import given
@@ -15,11 +16,10 @@ from hypothesis import strategies as st
 from digest.config import Settings
 from digest.errors import MessageError
 from digest.mail.message import (
+    MessageIds,
     Recipient,
     build_template,
     message_problems,
-    new_message_id,
-    new_message_ids,
     new_placeholder,
     qp_encode,
     to_header,
@@ -28,6 +28,7 @@ from digest.render.renderer import Rendered
 from subscribers.tokens import new_token
 
 DATE = dt.datetime(2026, 11, 23, 8, 0, tzinfo=dt.UTC)
+IDS = MessageIds(time.time_ns)
 
 
 PLACEHOLDER = new_placeholder()
@@ -87,7 +88,7 @@ def build(
 def test_personalised_bytes_parse_back_with_every_value(settings: Settings) -> None:
     template = build(settings)
     token = new_token()
-    mid = new_message_id("2026-W48", settings.sender_domain)
+    mid = IDS.one("2026-W48", settings.sender_domain)
     raw = template.personalize(Recipient("ada@example.org", "Ada Lovelace", token, mid))
     assert message_problems(raw, token=token, base_url=settings.base_url) == []
     msg = email.message_from_bytes(raw, policy=email.policy.default)
@@ -103,10 +104,10 @@ def test_personalised_bytes_parse_back_with_every_value(settings: Settings) -> N
 def test_two_recipients_get_different_message_ids_and_tokens(settings: Settings) -> None:
     template = build(settings)
     a = template.personalize(
-        Recipient("a@example.org", None, new_token(), new_message_id("k", "example.org"))
+        Recipient("a@example.org", None, new_token(), IDS.one("k", "example.org"))
     )
     b = template.personalize(
-        Recipient("b@example.org", None, new_token(), new_message_id("k", "example.org"))
+        Recipient("b@example.org", None, new_token(), IDS.one("k", "example.org"))
     )
     ma, mb = (email.message_from_bytes(x, policy=email.policy.default) for x in (a, b))
     assert ma["Message-ID"] != mb["Message-ID"]
@@ -128,13 +129,23 @@ def _parsed_to(line: bytes) -> tuple[str, str]:
 
 
 def test_message_ids_sort_by_creation_and_cannot_be_guessed() -> None:
-    ids = [new_message_id("2026-W48", "example.org") for _ in range(1000)]
-    ids += new_message_ids("2026-W48", "example.org", 1000)  # a batch, as planning makes
-    ids.append(new_message_id("2026-W48", "example.org"))
+    ids = [IDS.one("2026-W48", "example.org") for _ in range(1000)]
+    ids += IDS.new("2026-W48", "example.org", 1000)  # a batch, as planning makes
+    ids.append(IDS.one("2026-W48", "example.org"))
     assert ids == sorted(ids)  # the ledger's unique index grows at one end
     assert len(set(ids)) == len(ids)
     random_parts = {mid.split(".")[-2].split("@")[0] for mid in ids}
     assert len(random_parts) == len(ids) and all(len(p) == 20 for p in random_parts)
+
+
+def test_message_ids_increase_when_the_injected_clock_stands_still_or_steps_back() -> None:
+    readings = iter([5_000, 5_000, 4_000])
+    ids = MessageIds(lambda: next(readings), noise=lambda n: "ab" * n)
+    made = [ids.one("2026-W48", "example.org"), *ids.new("2026-W48", "example.org", 2)]
+    made.append(ids.one("2026-W48", "example.org"))
+    stamps = [int(mid.split(".")[2], 16) for mid in made]
+    assert stamps == [5_000, 5_001, 5_002, 5_003]
+    assert made[0] == "<digest.2026-W48.0000000000001388.abababababababababab@example.org>"
 
 
 @pytest.mark.parametrize(

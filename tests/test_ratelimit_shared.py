@@ -14,9 +14,9 @@ import pytest
 from sqlalchemy import Engine
 
 from digest.config import Settings
+from digest.edition.limits import limiter_for
 from digest.edition.ratelimit import RateLimiter
 from digest.edition.ratelimit_shared import SharedRateLimiter
-from digest.edition.run import _limiter
 from digest.store.db import make_engine
 from tests.conftest import FakeTime
 
@@ -170,8 +170,8 @@ def test_without_a_limit_no_database_is_used_and_a_deferral_slows_one_process() 
 @on_postgres
 def test_postgres_senders_share_the_whole_limit(db_settings: Settings, engine: Engine) -> None:
     settings = replace(db_settings, rate_per_second=40.0, rate_per_hour=1000)
-    limiter = _limiter(settings, engine)
+    limiter = limiter_for(settings, engine)
     assert isinstance(limiter, SharedRateLimiter)
     assert (limiter.limit, limiter.per_hour) == (40.0, 1000)  # the whole limit, not a share
-    local = _limiter(settings, make_engine("sqlite://"))
+    local = limiter_for(settings, make_engine("sqlite://"))
     assert not isinstance(local, SharedRateLimiter) and local.limit == 40.0

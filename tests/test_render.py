@@ -220,3 +220,37 @@ def test_a_broken_template_names_its_file_and_line(settings: Settings, tmp_path:
     path.write_text("{% for x in %}")
     with pytest.raises(TemplateError, match=r"digest\.txt\.j2:1"):
         render(replace(settings, templates_dir=own))
+
+
+def test_the_preflight_checks_what_the_render_step_made_with_no_database(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Render and preflight are pure: a ListIdentity and contents in, verdicts out."""
+    import datetime as dt
+    import shutil
+
+    from digest.edition.checks import check_renders
+    from digest.edition.variants import render_each
+    from digest.render.identity import ListIdentity
+
+    content = week_content()
+    key = ((1, 2), tuple(card.id for card in content.cards))
+    date = dt.datetime(2026, 11, 23, 8, tzinfo=dt.UTC)
+    renderer = Renderer(ListIdentity.of(settings))
+    renders = render_each(renderer, {key: content}, date=date)
+    checked = check_renders(renderer, [(1, key)], renders, validate=False)
+    assert checked.problems == []
+    assert checked.variants[0].subject == renders.built[key][0].subject
+    assert checked.variants[0].label == "variant 1 (Neurology, Pharmacology)"
+    assert any("no journal" in warning for warning in checked.warnings)
+
+    own = tmp_path / "own"
+    shutil.copytree(builtin_templates_dir(), own)
+    (own / "email" / "digest.txt.j2").write_text("{{ digest.no_such_field }}\n")
+    broken = Renderer(replace(ListIdentity.of(settings), templates_dir=own))
+    renders = render_each(broken, {key: content}, date=date)
+    checked = check_renders(broken, [(1, key)], renders, validate=False)
+    assert renders.built == {}
+    (problem,) = checked.problems
+    assert problem.startswith("variant 1 (Neurology, Pharmacology): ")
+    assert "digest.txt.j2:1" in problem and "no_such_field" in problem

@@ -19,8 +19,9 @@ from rich.table import Table
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest.config import Settings, load_settings
+from digest.edition.transport import make_transport
 from digest.errors import DigestError
-from digest.mail.transports import Transport, make_transport
+from digest.mail.transports import Transport
 
 #: Width of a console that is not a terminal (a pipe, a file, a cron log): wide enough that
 #: rich never wraps or cuts a value.

@@ -1,9 +1,10 @@
 """Run the preflight checks on this week's digests: ``digest check`` and every send.
 
-Variants are rendered exactly as a send renders them
-(:func:`digest.edition.variants.render_variants`), then each goes through the pure checks of
-:mod:`digest.render.preflight`; the digest with the most summaries also goes through MJML's
-official validator (once per template version and process).
+The render step (:func:`digest.edition.variants.render_each`) hands over what it rendered,
+with each variant's content; :func:`check_renders` puts each through the pure checks of
+:mod:`digest.render.preflight` without reading anything again, and the digest with the
+most summaries also through MJML's official validator (once per template version and
+process). :func:`preflight` is what a send does with the outcome.
 """
 
 from __future__ import annotations
@@ -16,20 +17,19 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest.config import Settings
-from digest.edition.plan import dry_plan, get_or_create_edition, ordered_categories
+from digest.edition.catalog import load_contents, sample_key
+from digest.edition.plan import EditionRef, dry_plan, get_or_create_edition
 from digest.edition.selection import VariantKey
-from digest.edition.variants import Built, personal_links, render_variants
+from digest.edition.variants import Built, Renders, personal_links, render_each
 from digest.edition.when import Schedule, current_key
-from digest.errors import DigestError, PreflightError
+from digest.errors import PreflightError
 from digest.render import mjml_lint
-from digest.render.cards import CategoryRef, DigestContent, build_content, load_cards
+from digest.render.cards import DigestContent
 from digest.render.preflight import summary_warnings, variant_problems
 from digest.render.renderer import DIGEST_MJML, Renderer
-from digest.store.models import Edition, EditionStatus, Summary
 
 log = logging.getLogger(__name__)
 NOT_VALIDATED = mjml_lint.Validation("skipped", "no digest to validate")
@@ -96,61 +96,47 @@ def plan_week(factory: sessionmaker[Session], settings: Settings, now: dt.dateti
     """The variants of this period's edition still to be sent, as a dry run plans them."""
     schedule = Schedule.from_settings(settings)
     key = current_key(now, schedule)
-    edition, _ = get_or_create_edition(factory, key, now=now, create=False)
-    status = edition.status if edition is not None else None
-    if edition is None:
-        edition = Edition(key=key, cutoff=now, created_at=now, status=EditionStatus.OPEN.value)
+    found, _ = get_or_create_edition(factory, key, now=now, create=False)
+    status = found.status if found is not None else None
+    edition = found or EditionRef.unsaved(key, now)
     _, counts = dry_plan(factory, settings, edition, now=now)
     return WeekPlan(key, edition.cutoff, status, counts)
 
 
-def sample_key(session: Session, settings: Settings, cutoff: dt.datetime) -> VariantKey | None:
-    """A stand-in digest when nobody gets one: the latest summaries in every category."""
-    categories = tuple(sorted(c.id for c in ordered_categories(session)))
-    ids = session.scalars(
-        select(Summary.id)
-        .where(Summary.published_at <= cutoff, Summary.categories.any())
-        .order_by(Summary.published_at.desc(), Summary.id.desc())
-        .limit(settings.card_cap + 1)
-    ).all()
-    return (categories, tuple(ids)) if ids and categories else None
-
-
-def contents_of(
-    session: Session, settings: Settings, keys: Sequence[VariantKey]
-) -> dict[VariantKey, DigestContent]:
-    """What each digest shows, built as :func:`render_variants` builds it."""
-    categories = [CategoryRef(c.id, c.slug, c.name) for c in ordered_categories(session)]
-    cards = load_cards(session, {i for _, items in keys for i in items})
-    return {
-        key: build_content(key[1], key[0], cards, categories, settings.card_cap) for key in keys
-    }
-
-
-def _render_each(
-    session: Session,
+def check_renders(
     renderer: Renderer,
-    settings: Settings,
     variants: Sequence[tuple[int, VariantKey]],
-    date: dt.datetime,
+    renders: Renders,
+    *,
+    validate: bool = True,
     web_ids: Mapping[VariantKey, str] | None = None,
-) -> tuple[Built, dict[VariantKey, str]]:
-    """Render all at once; if one fails, render each alone to find every failure."""
-    keys = [k for _, k in variants]
-    try:
-        return render_variants(session, renderer, settings, keys, date=date, web_ids=web_ids), {}
-    except DigestError:
-        pass
-    built: Built = {}
-    failures: dict[VariantKey, str] = {}
-    for _, key in variants:
-        try:
-            built.update(
-                render_variants(session, renderer, settings, [key], date=date, web_ids=web_ids)
-            )
-        except DigestError as exc:
-            failures[key] = str(exc)
-    return built, failures
+) -> Checked:
+    """Check each numbered variant as the render step left it; nothing is raised for what
+    is found."""
+    identity = renderer.identity
+    checked = Checked(built=renders.built, variants=[], contents=dict(renders.contents))
+    warnings: dict[str, None] = {}
+    for number, key in variants:
+        content = renders.contents[key]
+        categories = tuple(c.name for c in content.reader_categories)
+        if key in renders.failures:
+            failure = (renders.failures[key],)
+            checked.variants.append(VariantCheck(number, key, categories, "", failure))
+            continue
+        rendered, template = renders.built[key]
+        links = personal_links(identity, template.placeholder, (web_ids or {}).get(key))
+        problems = variant_problems(rendered, content, links, identity.postal_address)
+        checked.variants.append(
+            VariantCheck(number, key, categories, rendered.subject, tuple(problems))
+        )
+        warnings.update(dict.fromkeys(summary_warnings(content)))
+    checked.warnings = list(warnings)
+    if validate and renders.built:
+        largest = max(renders.built, key=lambda k: (len(k[1]), k))
+        links = personal_links(identity, renders.built[largest][1].placeholder)
+        source = renderer.render_mjml(renders.contents[largest], links)
+        checked.validation = validate_mjml(renderer, source)
+    return checked
 
 
 def check_variants(
@@ -162,31 +148,11 @@ def check_variants(
     validate: bool = True,
     web_ids: Mapping[VariantKey, str] | None = None,
 ) -> Checked:
-    """Render and check each numbered variant; nothing is raised for what is found."""
+    """Read, render and check each numbered variant; nothing is raised for what is found."""
     renderer = Renderer(settings)
-    built, failures = _render_each(session, renderer, settings, variants, date, web_ids)
-    contents = contents_of(session, settings, [k for _, k in variants])
-    ordered = ordered_categories(session)
-    checked = Checked(built=built, variants=[], contents=contents)
-    warnings: dict[str, None] = {}
-    for number, key in variants:
-        categories = tuple(c.name for c in ordered if c.id in key[0])
-        if key in failures:
-            checked.variants.append(VariantCheck(number, key, categories, "", (failures[key],)))
-            continue
-        rendered, template = built[key]
-        links = personal_links(settings, template.placeholder, (web_ids or {}).get(key))
-        problems = variant_problems(rendered, contents[key], links, settings.postal_address)
-        checked.variants.append(
-            VariantCheck(number, key, categories, rendered.subject, tuple(problems))
-        )
-        warnings.update(dict.fromkeys(summary_warnings(contents[key])))
-    checked.warnings = list(warnings)
-    if validate and built:
-        largest = max(built, key=lambda k: (len(k[1]), k))
-        links = personal_links(settings, built[largest][1].placeholder)
-        checked.validation = validate_mjml(renderer, renderer.render_mjml(contents[largest], links))
-    return checked
+    contents = load_contents(session, [key for _, key in variants], settings.card_cap)
+    renders = render_each(renderer, contents, date=date, web_ids=web_ids)
+    return check_renders(renderer, variants, renders, validate=validate, web_ids=web_ids)
 
 
 def validate_mjml(renderer: Renderer, source: str) -> mjml_lint.Validation:
@@ -200,19 +166,9 @@ def validate_mjml(renderer: Renderer, source: str) -> mjml_lint.Validation:
     return _validated[digest_]
 
 
-def render_checked(
-    session: Session,
-    settings: Settings,
-    variants: Sequence[tuple[int, VariantKey]],
-    *,
-    date: dt.datetime,
-    web_ids: Mapping[VariantKey, str] | None = None,
-) -> Built:
-    """What a send does before its first message: render and build every variant, run every
-    preflight check, and raise :class:`PreflightError` listing every problem found."""
-    if not variants:
-        return {}
-    checked = check_variants(session, settings, variants, date=date, web_ids=web_ids)
+def preflight(checked: Checked) -> Built:
+    """What a send does before its first message: raise :class:`PreflightError` listing
+    every problem found, log the warnings, and hand back the built variants."""
     if checked.problems:
         raise PreflightError(checked.problems)
     for warning in checked.warnings:
@@ -243,7 +199,7 @@ def run_checks(
     sample = False
     with factory() as session:
         if not variants:
-            key = sample_key(session, settings, plan.cutoff)
+            key = sample_key(session, settings.card_cap, plan.cutoff)
             variants, sample = ([(1, key)] if key else []), True
         checked = check_variants(session, settings, variants, date=now)
     directory = Renderer(settings).templates_dir

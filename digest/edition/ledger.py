@@ -80,8 +80,18 @@ def recover_in_flight(factory: sessionmaker[Session], edition_id: int) -> int:
         return int(getattr(result, "rowcount", 0) or 0)
 
 
-def pending_by_variant(session: Session, edition_id: int) -> list[tuple[Variant, int]]:
-    """Variants that still have rows to send, with how many."""
+class PendingVariant(NamedTuple):
+    """A variant of an edition with rows still to send."""
+
+    id: int
+    number: int
+    key: tuple[tuple[int, ...], tuple[int, ...]]  # a VariantKey
+    web_id: str
+    waiting: int  # rows not yet sent
+
+
+def pending_by_variant(session: Session, edition_id: int) -> list[PendingVariant]:
+    """Variants that still have rows to send, with how many, in number order."""
     rows = session.execute(
         select(Delivery.variant_id, func.count())
         .where(Delivery.edition_id == edition_id, Delivery.status.in_(PENDING))
@@ -89,7 +99,10 @@ def pending_by_variant(session: Session, edition_id: int) -> list[tuple[Variant,
     ).all()
     waiting = {variant_id: n for variant_id, n in rows}
     variants = session.scalars(select(Variant).where(Variant.id.in_(waiting))).all()
-    return [(v, waiting[v.id]) for v in sorted(variants, key=lambda v: v.number)]
+    return [
+        PendingVariant(v.id, v.number, v.key, v.web_id, waiting[v.id])
+        for v in sorted(variants, key=lambda v: v.number)
+    ]
 
 
 def claim(

@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest.config import Settings
+from digest.edition.ids import MESSAGE_IDS
 from digest.edition.ledger import DELIVERIES, EDITIONS, SUBSCRIBERS, pending_by_variant
 from digest.edition.selection import (
     Catalog,
@@ -28,10 +29,16 @@ from digest.edition.selection import (
     wants_edition,
 )
 from digest.edition.when import Schedule, reader_due
-from digest.mail.message import new_message_ids
 from digest.render.webid import web_id_for, web_salt
 from digest.store.db import Category, driver_time, insert_many, transaction
-from digest.store.models import DeliveryStatus, Edition, Summary, Variant, summary_categories
+from digest.store.models import (
+    DeliveryStatus,
+    Edition,
+    EditionStatus,
+    Summary,
+    Variant,
+    summary_categories,
+)
 from subscribers.models import Status, Subscriber, Subscription, Suppression
 
 SUBSCRIPTIONS = Subscriber.metadata.tables[Subscription.__tablename__]
@@ -50,6 +57,25 @@ _PLANNED_COLUMNS = (
 )
 #: Ledger rows queued by one plan after which PostgreSQL's statistics are refreshed.
 ANALYZE_AFTER = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class EditionRef:
+    """An edition as the stages of a run pass it around: a value, not an ORM object."""
+
+    id: int | None  # None: a dry run of an edition that does not exist yet
+    key: str
+    cutoff: dt.datetime
+    status: str
+
+    @classmethod
+    def of(cls, edition: Edition) -> EditionRef:
+        return cls(edition.id, edition.key, edition.cutoff, edition.status)
+
+    @classmethod
+    def unsaved(cls, key: str, now: dt.datetime) -> EditionRef:
+        """The edition ``key`` as a dry run now imagines it (cut off now)."""
+        return cls(None, key, now, EditionStatus.OPEN.value)
 
 
 @dataclass
@@ -78,7 +104,7 @@ def load_catalog(session: Session, cutoff: dt.datetime) -> Catalog:
 
 
 def iter_readers(
-    session: Session, edition: Edition, *, batch: int = READER_BATCH
+    session: Session, edition: EditionRef, *, batch: int = READER_BATCH
 ) -> Iterator[list[Reader]]:
     """Active readers not yet planned in ``edition``, in batches ordered by id; an address on
     the suppression list is never a reader, whatever its status says.
@@ -153,7 +179,7 @@ def iter_readers(
 def plan_edition(
     factory: sessionmaker[Session],
     settings: Settings,
-    edition: Edition,
+    edition: EditionRef,
     *,
     now: dt.datetime,
     dry_run: bool = False,
@@ -210,7 +236,7 @@ def plan_edition(
                         variants[key] = variant.id
                     planned.append((reader.subscriber_id, variants[key]))
                 if planned:
-                    message_ids = new_message_ids(edition_key, domain, len(planned))
+                    message_ids = MESSAGE_IDS.new(edition_key, domain, len(planned))
                     rows = [
                         (edition_id, reader_id, variant_id, queued, message_id, 0, stamp, stamp)
                         for (reader_id, variant_id), message_id in zip(
@@ -228,7 +254,7 @@ def plan_edition(
 
 
 def dry_plan(
-    factory: sessionmaker[Session], settings: Settings, edition: Edition, *, now: dt.datetime
+    factory: sessionmaker[Session], settings: Settings, edition: EditionRef, *, now: dt.datetime
 ) -> tuple[PlanResult, Counter[VariantKey]]:
     """What sending ``edition`` now would do, writing nothing: the plan, and recipients per
     variant counting rows already queued but not yet sent."""
@@ -236,8 +262,8 @@ def dry_plan(
     counts: Counter[VariantKey] = Counter(plan.per_variant)
     if edition.id is not None:
         with factory() as session:
-            for variant, waiting in pending_by_variant(session, edition.id):
-                counts[variant.key] += waiting
+            for variant in pending_by_variant(session, edition.id):
+                counts[variant.key] += variant.waiting
     return plan, counts
 
 
@@ -246,19 +272,26 @@ def ordered_categories(session: Session) -> list[Category]:
     return list(session.scalars(select(Category).order_by(Category.name, Category.id)))
 
 
+def find_edition(session: Session, key: str) -> EditionRef | None:
+    edition = session.scalar(select(Edition).where(Edition.key == key))
+    return EditionRef.of(edition) if edition is not None else None
+
+
 def get_or_create_edition(
     factory: sessionmaker[Session], key: str, *, now: dt.datetime, create: bool = True
-) -> tuple[Edition | None, bool]:
+) -> tuple[EditionRef | None, bool]:
     """The edition ``key``; created with ``cutoff = now`` if it does not exist yet."""
     with factory() as session:
-        edition = session.scalar(select(Edition).where(Edition.key == key))
-        if edition is not None or not create:
-            return edition, False
+        found = find_edition(session, key)
+        if found is not None or not create:
+            return found, False
     try:
         with transaction(factory) as session:
             edition = Edition(key=key, cutoff=now, created_at=now)
             session.add(edition)
-        return edition, True
+            session.flush()
+            created = EditionRef.of(edition)
+        return created, True
     except IntegrityError:  # another process created it a moment ago
         with factory() as session:
-            return session.scalar(select(Edition).where(Edition.key == key)), False
+            return find_edition(session, key), False

@@ -99,7 +99,7 @@ class Sender:
         self._lock = threading.Lock()
         self._in_a_row = 0
         self._down: TransportUnavailable | None = None
-        threads = int(getattr(transport, "concurrency", 1))
+        threads = transport.concurrency
         self._pool = ThreadPoolExecutor(threads, "digest-send") if threads > 1 else None
 
     def send_batch(self, claims: list[Claim]) -> int:

@@ -1,34 +1,106 @@
-"""Render and build each distinct digest of an edition once (stages 3 and 4)."""
+"""Render and build each distinct digest of an edition once (stages 3 and 4).
+
+The contents come from :mod:`digest.edition.catalog`; from there on everything is pure:
+each content is rendered (:mod:`digest.render.renderer`) with placeholder links and built
+into a message template (:mod:`digest.mail.message`). :func:`render_each` keeps what it
+rendered together with each content, so the preflight checks exactly these, with no
+second read of the store.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
 from digest.config import Settings
-from digest.edition.plan import ordered_categories
+from digest.edition.catalog import load_contents
 from digest.edition.selection import VariantKey
+from digest.errors import DigestError
 from digest.mail.message import MessageTemplate, build_template, new_placeholder
-from digest.render.cards import CategoryRef, build_content, load_cards
+from digest.render.cards import DigestContent
+from digest.render.identity import ListIdentity
 from digest.render.renderer import Links, Rendered, Renderer
 
 Built = dict[VariantKey, tuple[Rendered, MessageTemplate]]
 
 
-def personal_links(settings: Settings, token: str, web_id: str | None = None) -> Links:
+@dataclass(frozen=True)
+class Renders:
+    """What the render step made of some variants: what each shows, its rendered digest
+    and message template, or (in ``failures``) why it could not be rendered."""
+
+    contents: Mapping[VariantKey, DigestContent]
+    built: Built
+    failures: Mapping[VariantKey, str]
+
+
+def personal_links(identity: ListIdentity, token: str, web_id: str | None = None) -> Links:
+    """A reader's links, with ``token`` (or a placeholder of its length) in them."""
     return Links(
-        unsubscribe=f"{settings.base_url}/u/{token}",
-        preferences=f"{settings.base_url}/p/{token}",
-        more=settings.site_url,
-        web_version=web_url(settings, web_id) if web_id else None,
+        unsubscribe=f"{identity.base_url}/u/{token}",
+        preferences=f"{identity.base_url}/p/{token}",
+        more=identity.site_url,
+        web_version=web_url(identity, web_id) if web_id else None,
     )
 
 
-def web_url(settings: Settings, web_id: str) -> str:
+def web_url(identity: ListIdentity, web_id: str) -> str:
     """The web version of a sent variant (no personal data in it)."""
-    return f"{settings.base_url}/v/{web_id}"
+    return f"{identity.base_url}/v/{web_id}"
+
+
+def build_variant(
+    renderer: Renderer,
+    content: DigestContent,
+    *,
+    date: dt.datetime,
+    web_id: str | None = None,
+    placeholder: Callable[[], str] = new_placeholder,
+) -> tuple[Rendered, MessageTemplate]:
+    """One digest rendered and built into a checked message template. Any template or
+    standards problem raises here, before a single message is sent."""
+    token = placeholder()
+    rendered = renderer.render_digest(content, personal_links(renderer.identity, token, web_id))
+    template = build_template(renderer.identity, rendered, placeholder=token, date=date)
+    return rendered, template
+
+
+def render_contents(
+    renderer: Renderer,
+    contents: Mapping[VariantKey, DigestContent],
+    *,
+    date: dt.datetime,
+    web_ids: Mapping[VariantKey, str] | None = None,
+) -> Built:
+    """Render and build each distinct digest once; the first problem raises. ``web_ids``
+    (of variants stored in an edition) add the "view in your browser" link."""
+    return {
+        key: build_variant(renderer, content, date=date, web_id=(web_ids or {}).get(key))
+        for key, content in contents.items()
+    }
+
+
+def render_each(
+    renderer: Renderer,
+    contents: Mapping[VariantKey, DigestContent],
+    *,
+    date: dt.datetime,
+    web_ids: Mapping[VariantKey, str] | None = None,
+) -> Renders:
+    """Render and build every digest, noting each one that fails instead of stopping."""
+    built: Built = {}
+    failures: dict[VariantKey, str] = {}
+    for key, content in contents.items():
+        try:
+            built[key] = build_variant(
+                renderer, content, date=date, web_id=(web_ids or {}).get(key)
+            )
+        except DigestError as exc:
+            failures[key] = str(exc)
+    return Renders(contents, built, failures)
 
 
 def render_variants(
@@ -40,18 +112,6 @@ def render_variants(
     date: dt.datetime,
     web_ids: Mapping[VariantKey, str] | None = None,
 ) -> Built:
-    """Render and build each distinct digest once. Any template or standards problem
-    raises here, before a single message is sent. ``web_ids`` (of variants stored in an
-    edition) add the "view in your browser" link."""
-    keys = list(keys)
-    categories = [CategoryRef(c.id, c.slug, c.name) for c in ordered_categories(session)]
-    cards = load_cards(session, {i for _, items in keys for i in items})
-    built: Built = {}
-    for category_ids, item_ids in keys:
-        content = build_content(item_ids, category_ids, cards, categories, settings.card_cap)
-        placeholder = new_placeholder()
-        web_id = (web_ids or {}).get((category_ids, item_ids))
-        rendered = renderer.render_digest(content, personal_links(settings, placeholder, web_id))
-        template = build_template(settings, rendered, placeholder=placeholder, date=date)
-        built[(category_ids, item_ids)] = (rendered, template)
-    return built
+    """Read the contents of ``keys`` and render each (:func:`render_contents`)."""
+    contents = load_contents(session, list(keys), settings.card_cap)
+    return render_contents(renderer, contents, date=date, web_ids=web_ids)

@@ -19,13 +19,14 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import dkim
 import nacl.exceptions
 import nacl.signing
 from dkim.crypto import UnparsableKeyError, parse_private_key
 
-from digest.config import Settings, domain_aligned
+from digest.config import domain_aligned
 from digest.errors import ConfigError, MessageError
 
 #: Header fields signed, in this order; each is then listed a second time (over-signing), so an
@@ -50,6 +51,21 @@ _ED25519_PKCS8 = bytes.fromhex("302e020100300506032b657004220420")  # + 32-byte 
 _ED25519_OID = bytes.fromhex("06032b6570")  # 1.3.101.112 in DER
 _PEM = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----(.*?)-----END \1-----", re.DOTALL)
 _KEY = "dkim_key_file"
+
+
+class DkimOptions(Protocol):
+    """What signing depends on (the settings carry it)."""
+
+    @property
+    def dkim_selector(self) -> str | None: ...
+    @property
+    def dkim_key_file(self) -> Path | None: ...
+    @property
+    def dkim_algorithm(self) -> str: ...
+    @property
+    def dkim_domain(self) -> str | None: ...
+    @property
+    def sender_address(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -198,21 +214,22 @@ class DkimSigner:
         self._self_test(from_domain)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> DkimSigner | None:
-        """The signer the settings ask for, or None when ``dkim_selector`` is not set."""
-        if settings.dkim_selector is None:
+    def from_settings(cls, options: DkimOptions) -> DkimSigner | None:
+        """The signer the options ask for, or None when ``dkim_selector`` is not set."""
+        if options.dkim_selector is None:
             return None
-        if settings.dkim_key_file is None:
+        if options.dkim_key_file is None:
             raise ConfigError(_KEY, "is missing but dkim_selector is set")
         key = DkimKey.from_file(
-            settings.dkim_key_file,
-            selector=settings.dkim_selector,
-            algorithm=settings.dkim_algorithm,
+            options.dkim_key_file,
+            selector=options.dkim_selector,
+            algorithm=options.dkim_algorithm,
         )
+        sender_domain = options.sender_address.rpartition("@")[2]
         return cls(
             [key],
-            domain=settings.dkim_domain or settings.sender_domain,
-            from_domain=settings.sender_domain,
+            domain=options.dkim_domain or sender_domain,
+            from_domain=sender_domain,
         )
 
     def sign(self, raw: bytes) -> bytes:
@@ -261,7 +278,7 @@ class DkimSigner:
                 raise ConfigError(_KEY, "the key does not produce verifiable signatures")
 
 
-def dns_records(settings: Settings) -> list[str]:
+def dns_records(options: DkimOptions) -> list[str]:
     """The DKIM TXT records to publish for the configured key (empty when DKIM is off)."""
-    signer = DkimSigner.from_settings(settings)
+    signer = DkimSigner.from_settings(options)
     return signer.dns_records() if signer is not None else []

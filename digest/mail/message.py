@@ -5,6 +5,11 @@ Bodies are quoted-printable encoded by :func:`qp_encode`, which never splits the
 placeholder across a soft line break; since a real token has the placeholder's length and
 only QP-safe characters, splicing it into the encoded bytes gives exactly the bytes a full
 encoding would. Every template is checked once by parsing a personalised sample back.
+
+Pure: the list's :class:`~digest.render.identity.ListIdentity`, the date and the placeholder
+come in as values, Message-IDs from an injected :class:`MessageIds` (clock and random source
+given by the caller), and the check's sample reader is fixed, so the same input always
+gives the same verdict.
 """
 
 from __future__ import annotations
@@ -16,16 +21,16 @@ import email
 import email.policy
 import re
 import secrets
-import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.headerregistry import Address
 from email.utils import format_datetime, formataddr
 from typing import NamedTuple
 
-from digest.config import Settings
 from digest.errors import MessageError
+from digest.render.identity import IdentitySource, ListIdentity
 from digest.render.renderer import Rendered
-from subscribers.tokens import TOKEN_LENGTH, new_token
+from subscribers.tokens import TOKEN_LENGTH
 
 MAX_LINE = 998
 _POLICY = email.policy.SMTP
@@ -49,25 +54,42 @@ def new_placeholder() -> str:
     return ("zq" + secrets.token_hex(TOKEN_LENGTH))[:TOKEN_LENGTH]
 
 
-_last_stamp = 0
+#: The reader a template is checked with: a token of a real one's length and alphabet
+#: (``-`` and ``_`` included), never equal to a placeholder (those start with "zq").
+SAMPLE = Recipient(
+    address="sample.reader@example.org",
+    name="Sample Reader",
+    token=("Sample-Token_" * 4)[:TOKEN_LENGTH],
+    message_id="<digest.check.sample@example.org>",
+)
 
 
-def new_message_id(edition_key: str, domain: str) -> str:
-    """A unique, unguessable Message-ID that sorts by creation time: the ledger's unique
-    index on it then grows at one end, as ids do, instead of taking each new row at a
-    random page (at a million rows that doubled the cost of planning on SQLite)."""
-    return new_message_ids(edition_key, domain, 1)[0]
+class MessageIds:
+    """Unique, unguessable Message-IDs that sort by creation time: the ledger's unique
+    index on them then grows at one end, as ids do, instead of taking each new row at a
+    random page (at a million rows that doubled the cost of planning on SQLite).
 
+    ``clock_ns`` (nanoseconds, such as :func:`time.time_ns`) orders them; ids from one
+    source increase even if the clock stands still or steps back. ``noise(n)`` gives
+    ``2 n`` hex digits of randomness (80 bits per id)."""
 
-def new_message_ids(edition_key: str, domain: str, count: int) -> list[str]:
-    """``count`` Message-IDs as :func:`new_message_id` makes them, in increasing order,
-    their 80 random bits each from one call to the system's random source."""
-    global _last_stamp
-    first = max(time.time_ns(), _last_stamp + 1)  # increasing within a process
-    _last_stamp = first + count - 1
-    noise = secrets.token_hex(10 * count)
-    head, tail = f"<digest.{edition_key}.", f"@{domain}>"
-    return [f"{head}{first + i:016x}.{noise[20 * i : 20 * i + 20]}{tail}" for i in range(count)]
+    def __init__(
+        self, clock_ns: Callable[[], int], noise: Callable[[int], str] = secrets.token_hex
+    ) -> None:
+        self._clock_ns = clock_ns
+        self._noise = noise
+        self._last = 0
+
+    def new(self, edition_key: str, domain: str, count: int) -> list[str]:
+        """``count`` Message-IDs in increasing order, their random bits from one call."""
+        first = max(self._clock_ns(), self._last + 1)
+        self._last = first + count - 1
+        noise = self._noise(10 * count)
+        head, tail = f"<digest.{edition_key}.", f"@{domain}>"
+        return [f"{head}{first + i:016x}.{noise[20 * i : 20 * i + 20]}{tail}" for i in range(count)]
+
+    def one(self, edition_key: str, domain: str) -> str:
+        return self.new(edition_key, domain, 1)[0]
 
 
 def qp_encode(text: str, protected: str = "") -> bytes:
@@ -222,7 +244,7 @@ _SLOT_MID = "\x00message_id\x00"
 
 
 def build_template(
-    settings: Settings,
+    identity: ListIdentity | IdentitySource,
     rendered: Rendered,
     *,
     placeholder: str,
@@ -230,21 +252,21 @@ def build_template(
     subject_prefix: str = "",
 ) -> MessageTemplate:
     """Encode ``rendered`` into a message template, then check a personalised sample."""
-    base = settings.base_url
-    unsubscribe = f"<{base}/u/{placeholder}>"
-    if settings.unsubscribe_mailto:
-        mailto = f"mailto:{settings.unsubscribe_mailto}?subject=unsubscribe%20{placeholder}"
+    identity = ListIdentity.of(identity)
+    unsubscribe = f"<{identity.base_url}/u/{placeholder}>"
+    if identity.unsubscribe_mailto:
+        mailto = f"mailto:{identity.unsubscribe_mailto}?subject=unsubscribe%20{placeholder}"
         unsubscribe += f",\r\n <{mailto}>"
     boundary = f"=_digest_{secrets.token_hex(12)}"
     head = b"".join(
         [
             f"Date: {format_datetime(date.astimezone(dt.UTC))}\r\n".encode("ascii"),
-            _fold("From", Address(settings.sender_name, addr_spec=settings.sender_address)),
+            _fold("From", Address(identity.sender_name, addr_spec=identity.sender_address)),
             _SLOT_TO.encode("ascii"),
             _fold("Subject", subject_prefix + rendered.subject),
             b"Message-ID: " + _SLOT_MID.encode("ascii") + b"\r\n",
-            _fold("Reply-To", settings.reply_to) if settings.reply_to else b"",
-            _fold("List-Id", formataddr((settings.site_name, settings.list_id), "utf-8")),
+            _fold("Reply-To", identity.reply_to) if identity.reply_to else b"",
+            _fold("List-Id", formataddr((identity.site_name, identity.list_id), "utf-8")),
             f"List-Unsubscribe: {unsubscribe}\r\n".encode("ascii"),
             b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n",
             b"Auto-Submitted: auto-generated\r\n",
@@ -267,7 +289,7 @@ def build_template(
         slots=tuple(names[p] for p in pieces[1::2]),
         placeholder=placeholder,
     )
-    check_template(template, settings, rendered)
+    check_template(template, identity.base_url, rendered)
     return template
 
 
@@ -289,18 +311,13 @@ def alternative_body(rendered: Rendered, placeholder: str, boundary: str) -> byt
     )
 
 
-def check_template(template: MessageTemplate, settings: Settings, rendered: Rendered) -> None:
-    """Personalise a sample and parse it back: every standard we promise, once per variant."""
+def check_template(template: MessageTemplate, base_url: str, rendered: Rendered) -> None:
+    """Personalise :data:`SAMPLE` and parse it back: every standard we promise, once per
+    variant (``base_url``: where the unsubscribe links must point)."""
     if template.slots.count("to") != 1 or template.slots.count("message_id") != 1:
         raise MessageError("message template must have exactly one To and one Message-ID")
-    sample = Recipient(
-        address="sample.reader@example.org",
-        name="Sample Reader",
-        token=new_token(),
-        message_id=new_message_id("check", settings.sender_domain),
-    )
-    raw = template.personalize(sample)
-    problems = message_problems(raw, token=sample.token, base_url=settings.base_url)
+    raw = template.personalize(SAMPLE)
+    problems = message_problems(raw, token=SAMPLE.token, base_url=base_url)
     if template.placeholder.encode() in raw:
         problems.append("a token placeholder survived personalisation")
     if problems:

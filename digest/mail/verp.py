@@ -13,8 +13,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+from typing import Protocol
 
-from digest.config import Settings
 from digest.errors import ConfigError
 
 SEPARATOR = "+"
@@ -63,12 +63,23 @@ def parse_verp(address: str, secret: bytes) -> int | None:
     return delivery_id
 
 
-def envelope_sender(settings: Settings, delivery_id: int) -> str:
+class VerpOptions(Protocol):
+    """What the envelope sender depends on (the settings carry it)."""
+
+    @property
+    def sender_address(self) -> str: ...
+    @property
+    def bounce_address(self) -> str | None: ...
+    @property
+    def verp_secret(self) -> str | None: ...
+
+
+def envelope_sender(options: VerpOptions, delivery_id: int) -> str:
     """The SMTP ``MAIL FROM`` for one delivery: VERP when ``bounce_address`` is set, else the
     sender address."""
-    if settings.bounce_address is None:
-        return settings.sender_address
-    if not settings.verp_secret:
+    if options.bounce_address is None:
+        return options.sender_address
+    if not options.verp_secret:
         raise ConfigError("verp_secret", "is missing but bounce_address is set")
-    local, _, domain = settings.bounce_address.rpartition("@")
-    return verp_address(local, domain, delivery_id, settings.verp_secret.encode("utf-8"))
+    local, _, domain = options.bounce_address.rpartition("@")
+    return verp_address(local, domain, delivery_id, options.verp_secret.encode("utf-8"))

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from email.headerregistry import Address
 from email.utils import format_datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import exists, select
@@ -28,6 +29,7 @@ from digest.config import Settings
 from digest.errors import MessageError, TransportUnavailable
 from digest.mail.message import (
     MAX_LINE,
+    SAMPLE,
     MessageTemplate,
     Recipient,
     alternative_body,
@@ -70,12 +72,15 @@ def confirm_link(settings: Settings, token: str) -> str:
 class ConfirmationRenderer(Renderer):
     """The digest's renderer, with the confirmation templates."""
 
+    def __init__(self, settings: Settings, templates_dir: Path | None = None) -> None:
+        super().__init__(settings, templates_dir)
+        self.settings = settings
+
     def render_confirmation(self, content: ConfirmationContent, link: str) -> Rendered:
-        settings = self.settings
         values = {
             "categories": list(content.categories),
             "frequency": content.frequency,
-            "expires": f"{content.expires.astimezone(settings.zone):%d %B %Y}".lstrip("0"),
+            "expires": f"{content.expires.astimezone(self.identity.zone):%d %B %Y}".lstrip("0"),
             "link": link,
         }
         return self.render_notice((CONFIRM_SUBJECT, CONFIRM_MJML, CONFIRM_TEXT), values)
@@ -136,7 +141,7 @@ def build_confirmation(
         slots=tuple(names[p] for p in pieces[1::2]),
         placeholder=placeholder,
     )
-    sample = Recipient("sample.reader@example.org", "Zoë Sample", new_token(), "<s@example.org>")
+    sample = SAMPLE._replace(name="Zoë Sample")
     problems = confirmation_problems(
         template.personalize(sample), link=confirm_link(settings, sample.token)
     )

@@ -1,7 +1,7 @@
 """Preview exactly what a reader gets this week, touching no ledger row.
 
 A preview renders and builds a variant through the same code as a send
-(:func:`digest.edition.variants.render_variants`): its ``.eml`` is byte for byte what the transport
+(:func:`digest.edition.variants.render_contents`): its ``.eml`` is byte for byte what the transport
 would get, apart from the reader's values (token, Message-ID, Date; ``To`` for a category
 preview). Test sends (:func:`send_test`) are the same message with "[TEST] " before the
 subject, sent through the configured transport without any ledger row.
@@ -17,13 +17,14 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from digest.config import Settings
-from digest.edition.checks import contents_of
+from digest.edition.catalog import load_contents
+from digest.edition.ids import new_message_id
 from digest.edition.plan import load_catalog
 from digest.edition.selection import VariantKey
-from digest.edition.variants import personal_links, render_variants
+from digest.edition.variants import personal_links, render_contents
 from digest.edition.when import Schedule, current_key
 from digest.errors import DigestError
-from digest.mail.message import Recipient, build_template, new_message_id
+from digest.mail.message import Recipient, build_template
 from digest.mail.transports.base import Envelope, Transport
 from digest.preview.persona import persona_of
 from digest.render.preflight import summary_warnings, variant_problems
@@ -167,16 +168,17 @@ def preview_key(
     (default: a sample reader) with a token that is not valid."""
     edition = current_key(now, Schedule.from_settings(settings))
     web_ids = {key: web_id_for(web_salt(session), edition, key)}
-    built = render_variants(session, Renderer(settings), settings, [key], date=now, web_ids=web_ids)
-    rendered, template = built[key]
-    content = contents_of(session, settings, [key])[key]
+    renderer = Renderer(settings)
+    contents = load_contents(session, [key], settings.card_cap)
+    rendered, template = render_contents(renderer, contents, date=now, web_ids=web_ids)[key]
+    content = contents[key]
     recipient = recipient or Recipient(
         PREVIEW_READER.address,
         PREVIEW_READER.name,
         PREVIEW_TOKEN,
         new_message_id("preview", settings.sender_domain),
     )
-    links = personal_links(settings, template.placeholder, web_ids[key])
+    links = personal_links(renderer.identity, template.placeholder, web_ids[key])
     return Preview(
         categories=tuple(c.name for c in content.reader_categories),
         since=since or cutoff,

@@ -24,8 +24,8 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 from digest.config import Settings
 from digest.edition.checks import WeekPlan, check_variants, plan_week
 from digest.edition.selection import VariantKey
+from digest.edition.transport import make_transport
 from digest.errors import DigestError
-from digest.mail.transports import make_transport
 from digest.preview.reader import (
     Preview,
     preview_categories,

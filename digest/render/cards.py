@@ -1,6 +1,8 @@
-"""What a digest says: cards and sections built from summaries (pure, apart from ``load_cards``).
+"""What a digest says: cards and sections built from summaries' facts (pure).
 
-A card tells the truth about its study (see :mod:`digest.render.truth`): the explanation whole,
+The edition stage loads :class:`SummaryFacts` from the store (:mod:`digest.edition.catalog`);
+everything here turns those values into :class:`Card` s and :class:`DigestContent`. A card
+tells the truth about its study (see :mod:`digest.render.truth`): the explanation whole,
 every caveat, what was counted, how early the evidence is, and where it comes from.
 """
 
@@ -11,11 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import quote
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
 from digest.render.truth import clean_text, early_stage, explanation, facts_line, keep_in_mind
-from digest.store.models import Summary
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +21,31 @@ class CategoryRef:
     id: int
     slug: str
     name: str
+
+
+@dataclass(frozen=True, slots=True)
+class SummaryFacts:
+    """What a card is made from: one summary as stored, as a plain value."""
+
+    id: int
+    title: str
+    url: str
+    journal: str | None
+    year: int | None
+    categories: tuple[CategoryRef, ...]  # in name order
+    simple_explanation: str
+    key_findings: tuple[str, ...]
+    study_type: str | None = None
+    evidence_level: str | None = None
+    sample_size: int | None = None
+    participants: str | None = None
+    population: str | None = None
+    study_duration: str | None = None
+    limitations: tuple[str, ...] = ()
+    practical_implications: str | None = None
+    doi: str | None = None
+    pmid: str | None = None
+    open_access: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,8 +111,8 @@ class DigestContent:
         return tuple(section.category.name for section in self.sections)
 
 
-def card_from_summary(summary: Summary) -> Card:
-    findings = [clean_text(f) for f in summary.key_findings or [] if clean_text(f)]
+def card_from_summary(summary: SummaryFacts) -> Card:
+    findings = [clean_text(f) for f in summary.key_findings if clean_text(f)]
     told = explanation(summary.simple_explanation)
     return Card(
         id=summary.id,
@@ -119,16 +142,6 @@ def card_from_summary(summary: Summary) -> Card:
         pmid=summary.pmid,
         open_access=summary.open_access,
     )
-
-
-def load_cards(session: Session, ids: Iterable[int]) -> dict[int, Card]:
-    wanted = sorted(set(ids))
-    cards: dict[int, Card] = {}
-    for start in range(0, len(wanted), 500):
-        chunk = wanted[start : start + 500]
-        for summary in session.scalars(select(Summary).where(Summary.id.in_(chunk))):
-            cards[summary.id] = card_from_summary(summary)
-    return cards
 
 
 def build_content(

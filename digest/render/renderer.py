@@ -20,9 +20,9 @@ import jinja2
 import mjml
 from premailer import Premailer
 
-from digest.config import Settings
 from digest.errors import TemplateError
 from digest.render.cards import DigestContent, join_names
+from digest.render.identity import IdentitySource, ListIdentity
 from digest.render.mjml_lint import locate
 
 DIGEST_MJML = "email/digest.mjml.j2"
@@ -124,15 +124,20 @@ def _located(exc: BaseException, fallback: str) -> str:
 
 
 class Renderer:
-    """Renders the digest's subject, HTML and text from one template folder."""
+    """Renders the digest's subject, HTML and text from one template folder.
 
-    def __init__(self, settings: Settings, templates_dir: Path | None = None) -> None:
-        self.settings = settings
-        self.templates_dir = templates_dir or settings.templates_dir or builtin_templates_dir()
+    Takes the list's :class:`ListIdentity` (anything carrying it, such as the settings, is
+    read once into one)."""
+
+    def __init__(
+        self, identity: ListIdentity | IdentitySource, templates_dir: Path | None = None
+    ) -> None:
+        self.identity = identity = ListIdentity.of(identity)
+        self.templates_dir = templates_dir or identity.templates_dir or builtin_templates_dir()
         if not self.templates_dir.is_dir():
             raise TemplateError(f"templates folder {self.templates_dir} does not exist")
         self.env = make_environment(self.templates_dir)
-        self.palette = Palette(brand=settings.brand_color)
+        self.palette = Palette(brand=identity.brand_color)
         logging.getLogger("CSSUTILS").setLevel(logging.CRITICAL)
 
     def _render(self, name: str, context: dict[str, Any]) -> str:
@@ -158,15 +163,15 @@ class Renderer:
 
     def base_context(self) -> dict[str, Any]:
         """What every email template sees: the site, the sender's name and the palette."""
-        settings = self.settings
+        identity = self.identity
         return {
             "site": {
-                "name": settings.site_name,
-                "url": settings.site_url,
-                "postal_address": settings.postal_address,
-                "language": settings.language,
+                "name": identity.site_name,
+                "url": identity.site_url,
+                "postal_address": identity.postal_address,
+                "language": identity.language,
             },
-            "sender_name": settings.sender_name,
+            "sender_name": identity.sender_name,
             "palette": self.palette,
         }
 

@@ -1,14 +1,16 @@
-"""Transports: smtp, file, console and memory, all keeping :class:`Transport`."""
+"""Transports: smtp, file, console and memory, all keeping :class:`Transport`.
+
+Transports know no database and no settings: each is built from its own small options
+(``SmtpOptions``, a folder, nothing) by :func:`digest.edition.transport.make_transport`.
+"""
 
 from __future__ import annotations
 
-from digest.config import Settings
-from digest.errors import ConfigError
 from digest.mail.transports.base import DeliveryFailed, Envelope, Transport
 from digest.mail.transports.console import ConsoleTransport
 from digest.mail.transports.file import FileTransport
 from digest.mail.transports.memory import MemoryTransport
-from digest.mail.transports.smtp import SmtpTransport
+from digest.mail.transports.smtp import SmtpOptions, SmtpTransport
 
 __all__ = [
     "ConsoleTransport",
@@ -16,23 +18,7 @@ __all__ = [
     "Envelope",
     "FileTransport",
     "MemoryTransport",
+    "SmtpOptions",
     "SmtpTransport",
     "Transport",
-    "make_transport",
 ]
-
-
-def make_transport(settings: Settings, name: str | None = None) -> Transport:
-    """The transport called ``name`` (default: the configured one)."""
-    name = name or settings.transport
-    if name == "smtp":
-        if settings.smtp is None:
-            raise ConfigError("smtp_url", "is needed to send through SMTP")
-        return SmtpTransport(settings.smtp, connections=settings.smtp_connections)
-    if name == "file":
-        return FileTransport(settings.outbox_dir)
-    if name == "console":
-        return ConsoleTransport()
-    if name == "memory":
-        return MemoryTransport()
-    raise ConfigError("transport", f"unknown transport {name!r}")

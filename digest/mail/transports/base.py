@@ -36,6 +36,8 @@ class Transport(Protocol):
     :class:`~digest.errors.TransportUnavailable` when nothing can be sent at all."""
 
     name: str
+    #: How many threads may call :meth:`send` at once (SMTP: its connections).
+    concurrency: int
 
     def send(self, envelope: Envelope, message: bytes) -> str:
         """Deliver ``message``; return the server's reply (or where it was written)."""
@@ -48,6 +50,7 @@ class TransportBase:
     """Context-manager support for transports."""
 
     name = "base"
+    concurrency = 1
 
     def close(self) -> None:
         return None

@@ -16,8 +16,8 @@ import re
 import smtplib
 import ssl
 import threading
+from typing import Protocol
 
-from digest.config import SmtpSettings
 from digest.errors import TransportUnavailable
 from digest.mail.transports.base import DeliveryFailed, Envelope, TransportBase
 
@@ -31,6 +31,23 @@ def dot_stuff(message: bytes) -> bytes:
     return message
 
 
+class SmtpOptions(Protocol):
+    """Where and how to hand messages to a mail server (``smtp_url``, already parsed)."""
+
+    @property
+    def host(self) -> str: ...
+    @property
+    def port(self) -> int: ...
+    @property
+    def security(self) -> str: ...  # "starttls", "tls" (implicit, smtps) or "none"
+    @property
+    def username(self) -> str | None: ...
+    @property
+    def password(self) -> str | None: ...
+    @property
+    def timeout(self) -> float: ...
+
+
 class SmtpTransport(TransportBase):
     """``connections`` SMTP connections, opened on demand and reused; safe to call from
     that many threads at once (``concurrency``)."""
@@ -39,7 +56,7 @@ class SmtpTransport(TransportBase):
 
     def __init__(
         self,
-        settings: SmtpSettings,
+        settings: SmtpOptions,
         *,
         connections: int = 1,
         ssl_context: ssl.SSLContext | None = None,

@@ -1,0 +1,139 @@
+"""Claim and send an edition's rows until none is left: what a run and each worker do.
+
+Also the steps both take before their first claim: render the variants that have rows
+waiting, put them through the preflight, and fix what every message shares
+(:class:`~digest.edition.sender.Outbound`: templates, envelope sender, DKIM).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from digest.config import Settings
+from digest.edition import ledger
+from digest.edition.catalog import load_contents
+from digest.edition.checks import check_renders, preflight
+from digest.edition.ledger import PendingVariant
+from digest.edition.plan import EditionRef
+from digest.edition.sender import Outbound, Sender, backoff_delays
+from digest.edition.variants import Built, Renders, render_each
+from digest.mail.dkim import DkimSigner
+from digest.mail.verp import envelope_sender
+from digest.render.renderer import Renderer
+from digest.store.db import utcnow
+from digest.store.models import DeliveryStatus
+
+Progress = Callable[[int, int, int], None]  # done, total, failed
+
+
+@dataclass(frozen=True)
+class SendOptions:
+    """How a run sends; the defaults come from the settings."""
+
+    progress: Progress | None = None
+    retry_delays: Sequence[float] | None = None
+    sleep: Callable[[float], None] = time.sleep
+    should_stop: Callable[[], bool] = lambda: False
+    workers: int = 1  # processes sending this edition (PostgreSQL)
+    retry_failed: bool = False
+
+
+def pending_variants(factory: sessionmaker[Session], edition: EditionRef) -> list[PendingVariant]:
+    """The edition's variants that still have rows to send."""
+    assert edition.id is not None
+    with factory() as session:
+        return ledger.pending_by_variant(session, edition.id)
+
+
+def render_pending(
+    factory: sessionmaker[Session],
+    renderer: Renderer,
+    cap: int,
+    pending: Sequence[PendingVariant],
+    *,
+    date: dt.datetime,
+) -> Renders:
+    """Read what each pending variant shows, once, and render and build it."""
+    with factory() as session:
+        contents = load_contents(session, [v.key for v in pending], cap)
+    return render_each(renderer, contents, date=date, web_ids={v.key: v.web_id for v in pending})
+
+
+def check_pending(renderer: Renderer, pending: Sequence[PendingVariant], renders: Renders) -> Built:
+    """The preflight of what :func:`render_pending` made: PreflightError before any message
+    goes out, else the built variants."""
+    numbered = [(v.number, v.key) for v in pending]
+    web_ids = {v.key: v.web_id for v in pending}
+    return preflight(check_renders(renderer, numbered, renders, web_ids=web_ids))
+
+
+def outbound_for(
+    settings: Settings, edition_key: str, pending: Sequence[PendingVariant], built: Built
+) -> Outbound:
+    """What every message of the run shares. A bad DKIM key fails here, before any send."""
+    signer = DkimSigner.from_settings(settings)
+    return Outbound(
+        sender=partial(envelope_sender, settings),
+        sign=signer.sign if signer is not None else None,
+        edition_key=edition_key,
+        templates={v.id: built[v.key][1] for v in pending},
+        numbers={v.id: v.number for v in pending},
+    )
+
+
+def prepare(
+    factory: sessionmaker[Session], settings: Settings, edition: EditionRef
+) -> tuple[Outbound, int]:
+    """Render, preflight and build every variant with rows still to send; returns them and
+    how many rows are waiting (a worker process's whole preparation)."""
+    pending = pending_variants(factory, edition)
+    renderer = Renderer(settings)
+    renders = render_pending(factory, renderer, settings.card_cap, pending, date=utcnow())
+    built = check_pending(renderer, pending, renders)
+    return outbound_for(settings, edition.key, pending, built), sum(v.waiting for v in pending)
+
+
+def send_passes(
+    factory: sessionmaker[Session],
+    settings: Settings,
+    edition_id: int,
+    sender: Sender,
+    options: SendOptions,
+    total: int,
+    *,
+    renew: Callable[[], None] = lambda: None,
+) -> bool:
+    """Claim and send until nothing is left, retrying deferred rows after back-off delays.
+    Returns True when it stopped early (a stop request or the edition was cancelled)."""
+    delays = options.retry_delays
+    if delays is None:
+        delays = backoff_delays(settings.send_retries, settings.retry_base_seconds)
+
+    done = 0
+    for delay in (0.0, *delays):
+        if delay:
+            with factory() as session:
+                if not ledger.count(session, edition_id, (DeliveryStatus.DEFERRED.value,)):
+                    break
+            options.sleep(delay)
+        after = 0
+        while True:
+            if options.should_stop():
+                return True
+            claims = ledger.claim(factory, edition_id, after, settings.send_batch_size)
+            if claims is None:  # cancelled or paused meanwhile
+                return True
+            if not claims:
+                break
+            after = claims[-1].delivery_id
+            done += sender.send_batch(claims)
+            renew()
+            if options.progress:
+                options.progress(done, total, sender.tally.failed)  # may pass total: retries
+    return False

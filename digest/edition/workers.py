@@ -1,0 +1,155 @@
+"""Extra worker processes that help send one edition (PostgreSQL only, ``--workers N``).
+
+The main run starts them after its preflight (:func:`start_workers`); each opens its own
+database connection and transport, claims batches with ``FOR UPDATE SKIP LOCKED`` so that
+no two processes send the same row, and reports its progress and final tally on a queue
+that :class:`WorkerFeed` reads in the main process.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import queue
+import time
+from dataclasses import replace
+from multiprocessing.process import BaseProcess
+from multiprocessing.queues import Queue
+
+from sqlalchemy import Engine, select
+
+from digest.config import Settings
+from digest.edition.limits import limiter_for
+from digest.edition.locks import working_on
+from digest.edition.passes import Progress, SendOptions, prepare, send_passes
+from digest.edition.plan import EditionRef
+from digest.edition.report import EditionReport
+from digest.edition.sender import Sender, Tally
+from digest.edition.transport import make_transport
+from digest.errors import EditionError
+from digest.mail.transports.base import Transport
+from digest.store.db import make_engine
+from digest.store.models import Edition, EditionStatus
+from digest.store.schema import open_database
+
+#: What a worker puts on the feed: (messages handled, failed) since its last batch, or, at
+#: the end, its tally.
+FeedItem = tuple[int, int] | Tally
+#: Transports a worker process can open for itself (not the in-process memory one).
+WORKER_TRANSPORTS = ("smtp", "file", "console")
+
+
+class WorkerFeed:
+    """Progress across processes: the main process's own, plus what its worker processes
+    put on a queue (messages handled and failed after each batch, their tally at the end).
+
+    Called as the main process's progress callback; :meth:`update` reads the queue."""
+
+    def __init__(self, progress: Progress | None) -> None:
+        self.progress = progress
+        self.queue: Queue[FeedItem] | None = None  # made when workers start
+        self.tallies: list[Tally] = []
+        self.own = (0, 0, 0)  # the main process's done, total, failed
+        self.done = self.failed = 0  # the workers'
+
+    def __call__(self, done: int, total: int, failed: int) -> None:
+        self.own = (done, total, failed)
+        self.update()
+
+    def update(self) -> None:
+        while self.queue is not None:
+            try:
+                item = self.queue.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(item, Tally):
+                self.tallies.append(item)
+            else:
+                self.done, self.failed = self.done + item[0], self.failed + item[1]
+        done, total, failed = self.own
+        if self.progress is not None and total:
+            self.progress(min(done + self.done, total), total, failed + self.failed)
+
+    def wait_for(self, processes: list[BaseProcess]) -> int:
+        """Wait for ``processes`` to end, reading the queue meanwhile (or a worker could
+        block on a full one); returns how many did not end cleanly."""
+        errors = 0
+        for process in processes:
+            while process.is_alive():
+                self.update()
+                process.join(0.25)
+            errors += process.exitcode != 0
+        if processes:
+            self.update()  # what they put last
+        return errors
+
+
+def _reporter(feed: Queue[FeedItem]) -> Progress:
+    """A worker process's progress callback: what changed since its last batch, queued."""
+    last = [0, 0]
+
+    def put(done: int, total: int, failed: int) -> None:
+        feed.put((done - last[0], failed - last[1]))
+        last[:] = done, failed
+
+    return put
+
+
+def start_workers(
+    settings: Settings,
+    key: str,
+    workers: int,
+    engine: Engine,
+    transport: Transport,
+    feed: WorkerFeed,
+) -> list[BaseProcess]:
+    """Start ``workers - 1`` processes helping to send edition ``key`` through the same kind
+    of transport; none when ``workers`` is 1."""
+    if workers <= 1:
+        return []
+    if engine.dialect.name != "postgresql":
+        raise EditionError(
+            "--workers needs PostgreSQL; on SQLite one sender uses smtp_connections connections"
+        )
+    if transport.name not in WORKER_TRANSPORTS:
+        raise EditionError(f"--workers cannot share the {transport.name} transport")
+    settings = replace(settings, transport=transport.name)  # --transport applies to all
+    context = multiprocessing.get_context("spawn")
+    feed.queue = context.Queue()
+    processes: list[BaseProcess] = [
+        context.Process(target=work_on_edition, args=(settings, key, feed.queue), daemon=False)
+        for _ in range(workers - 1)
+    ]
+    for process in processes:
+        process.start()
+    return processes
+
+
+def work_on_edition(
+    settings: Settings, key: str, feed: Queue[FeedItem] | None = None
+) -> EditionReport:
+    """An extra worker: send rows of an edition another process planned and is sending
+    (no planning; ``FOR UPDATE SKIP LOCKED`` keeps workers' batches disjoint). With ``feed``
+    (a multiprocessing queue), it reports its progress and its tally to the main process."""
+    started = time.monotonic()
+    engine = make_engine(settings.database_url)
+    factory = open_database(settings, engine)
+    with factory() as session:
+        found = session.scalar(select(Edition).where(Edition.key == key))
+        edition = EditionRef.of(found) if found is not None else None
+    if edition is None or edition.id is None or edition.status != EditionStatus.OPEN:
+        raise EditionError(f"edition {key} is not being sent (see `digest editions list`)")
+    report = EditionReport(key=key, cutoff=edition.cutoff, created=False)
+    options = SendOptions(progress=_reporter(feed) if feed is not None else None)
+    transport = make_transport(settings)
+    try:
+        with working_on(engine, key):  # from before its first claim to after its last
+            outbound, total = prepare(factory, settings, edition)
+            with Sender(factory, transport, outbound, limiter_for(settings, engine)) as sender:
+                report.stopped = send_passes(factory, settings, edition.id, sender, options, total)
+    finally:
+        transport.close()
+    if feed is not None:
+        feed.put(sender.tally)
+    report.sent, report.failed = sender.tally.sent, sender.tally.failed
+    report.seconds = time.monotonic() - started
+    return report
