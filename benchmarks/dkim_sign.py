@@ -23,9 +23,9 @@ from pathlib import Path
 import dkim
 
 from digest.config import STARTER_CONFIG, load_settings
-from digest.edition.ids import new_message_id
 from digest.mail.dkim import DkimKey, DkimSigner
 from digest.mail.message import Recipient, build_template, new_placeholder
+from digest.planning.ids import new_message_id
 from digest.render.renderer import Rendered
 from subscribers.tokens import new_token
 

@@ -25,7 +25,7 @@ from typing import Any
 from sqlalchemy import Engine, func, insert, select, text
 from sqlalchemy.orm import Session
 
-from digest.edition.selection import edition_key
+from digest.planning.selection import edition_key
 from digest.sources.demo import demo_data
 from digest.sources.store import SummaryRecord, ensure_category, slugify, upsert_summary
 from digest.store import schema

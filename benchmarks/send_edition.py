@@ -49,11 +49,11 @@ from benchmarks.fastsink import SinkProcess, pipelined_push
 from benchmarks.report import Filled, Naive, Raw, Results, Run
 from digest.config import STARTER_CONFIG, Settings, load_settings, parse_smtp_url
 from digest.edition.run import run_edition
-from digest.edition.selection import VariantKey
 from digest.edition.variants import render_variants
 from digest.mail.message import MessageTemplate, Recipient
 from digest.mail.transports import MemoryTransport, SmtpTransport
 from digest.mail.transports.base import Envelope
+from digest.planning.selection import VariantKey
 from digest.render.renderer import Renderer
 from digest.store.db import make_engine, session_factory, transaction
 from digest.store.models import Delivery, Edition, Variant

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from digest.edition.ledger import DELIVERIES
+from digest.delivery.ledger import DELIVERIES
 from digest.store.db import driver_time, insert_many, transaction, update_many
 from digest.store.models import Delivery, Edition, Variant
 

@@ -12,10 +12,10 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest.config import Settings, parse_smtp_url
-from digest.edition.plan import get_or_create_edition, plan_edition
 from digest.edition.run import run_edition
 from digest.errors import TransportUnavailable
 from digest.mail.transports import MemoryTransport, SmtpTransport
+from digest.planning.plan import get_or_create_edition, plan_edition
 from digest.store.models import Delivery, DeliveryStatus, Edition, EditionStatus
 from subscribers import service
 from tests.conftest import NOW, SmtpServer, add_categories, add_reader, add_summary, free_port

@@ -14,9 +14,9 @@ import pytest
 from sqlalchemy import Engine
 
 from digest.config import Settings
-from digest.edition.limits import limiter_for
-from digest.edition.ratelimit import RateLimiter
-from digest.edition.ratelimit_shared import SharedRateLimiter
+from digest.delivery.limits import limiter_for
+from digest.delivery.ratelimit import RateLimiter
+from digest.delivery.ratelimit_shared import SharedRateLimiter
 from digest.store.db import make_engine
 from tests.conftest import FakeTime
 

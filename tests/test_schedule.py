@@ -22,12 +22,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from digest.cli.schedule import JOB_ID, JOBS_TABLE, build_scheduler, scheduled_send, trigger_for
 from digest.config import STARTER_CONFIG, WEEKDAYS, Settings, load_settings
-from digest.edition.due import not_due_reason
-from digest.edition.locks import SendLock
+from digest.delivery.locks import SendLock
 from digest.edition.manage import cancel_edition
 from digest.edition.run import run_edition
-from digest.edition.when import Schedule, key_for, send_moment
 from digest.mail.transports import MemoryTransport
+from digest.planning.due import not_due_reason
+from digest.planning.when import Schedule, key_for, send_moment
 from digest.store import schema
 from digest.store.db import make_engine, session_factory, transaction
 from digest.store.models import Delivery, Edition

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from digest.edition.selection import (
+from digest.planning.selection import (
     Catalog,
     ItemRef,
     Reader,

@@ -14,8 +14,8 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest.config import Settings, parse_smtp_url
-from digest.edition.locks import working_on
-from digest.edition.ratelimit import RateLimiter
+from digest.delivery.locks import working_on
+from digest.delivery.ratelimit import RateLimiter
 from digest.edition.run import run_edition
 from digest.errors import TransportUnavailable
 from digest.mail.transports import FileTransport, MemoryTransport, SmtpTransport
@@ -180,9 +180,9 @@ def test_a_server_that_keeps_deferring_stops_the_run_and_it_resumes_later(
     server_url: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import digest.edition.sender
+    import digest.delivery.sender
 
-    monkeypatch.setattr(digest.edition.sender, "DOWN_AFTER", 3)
+    monkeypatch.setattr(digest.delivery.sender, "DOWN_AFTER", 3)
     for address in readers:
         scripted.script[address] = ["rcpt:421 4.3.2 system not accepting messages"]
     with pytest.raises(TransportUnavailable, match="3 temporary failures in a row"):
@@ -501,7 +501,7 @@ class DyingTransport(MemoryTransport):
 def test_outcomes_are_recorded_every_hundred_messages_within_a_batch(
     db_settings: Settings, engine: Engine, factory
 ) -> None:
-    import digest.edition.sender
+    import digest.delivery.sender
 
     add_categories(factory, "Pharmacology")
     add_summary(factory, "A study", ["pharmacology"], NOW - 2 * DAY)
@@ -513,7 +513,7 @@ def test_outcomes_are_recorded_every_hundred_messages_within_a_batch(
         run_edition(settings, dying, now=NOW, engine=engine)
     assert len(dying.outbox) == 250
     statuses = [status for status, _, _ in ledger(factory).values()]
-    every = digest.edition.sender.RECORD_EVERY
+    every = digest.delivery.sender.RECORD_EVERY
     # what was recorded before the crash stays sent; only the rest of the batch is in flight
     assert statuses.count("sent") == 250 // every * every
     assert statuses.count("sending") == 300 - 250 // every * every

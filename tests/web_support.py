@@ -17,8 +17,8 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest.config import Settings
+from digest.delivery.transport import make_transport
 from digest.edition.run import EditionReport, run_edition
-from digest.edition.transport import make_transport
 from digest.store.db import session_factory
 from digest.web import create_app
 from subscribers.models import Subscriber

@@ -19,7 +19,7 @@ from rich.table import Table
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest.config import Settings, load_settings
-from digest.edition.transport import make_transport
+from digest.delivery.transport import make_transport
 from digest.errors import DigestError
 from digest.mail.transports import Transport
 

@@ -21,7 +21,7 @@ from digest.edition.manage import (
     list_deliveries,
     list_editions,
 )
-from digest.edition.when import Schedule, current_key
+from digest.planning.when import Schedule, current_key
 from digest.store.db import transaction, utcnow
 
 STATUSES = ("queued", "sending", "deferred", "sent", "failed", "skipped")

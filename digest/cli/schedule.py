@@ -32,8 +32,8 @@ from apscheduler.triggers.cron import CronTrigger
 from digest.cli.base import Context, pass_app, transport_for
 from digest.config import Settings, load_settings
 from digest.edition.run import EditionReport, run_edition
-from digest.edition.when import Schedule
 from digest.errors import DigestError
+from digest.planning.when import Schedule
 from digest.store.db import make_engine
 
 log = logging.getLogger("digest.scheduler")

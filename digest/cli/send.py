@@ -25,7 +25,7 @@ from digest.cli.base import (
 )
 from digest.config import Settings
 from digest.edition.run import EditionReport, not_due_reason, run_edition
-from digest.edition.when import Schedule, current_key
+from digest.planning.when import Schedule, current_key
 from digest.store.db import utcnow
 
 

@@ -20,12 +20,12 @@ from pathlib import Path
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest.config import Settings
-from digest.edition.catalog import load_contents, sample_key
-from digest.edition.plan import EditionRef, dry_plan, get_or_create_edition
-from digest.edition.selection import VariantKey
 from digest.edition.variants import Built, Renders, personal_links, render_each
-from digest.edition.when import Schedule, current_key
 from digest.errors import PreflightError
+from digest.planning.catalog import load_contents, sample_key
+from digest.planning.plan import EditionRef, dry_plan, get_or_create_edition
+from digest.planning.selection import VariantKey
+from digest.planning.when import Schedule, current_key
 from digest.render import mjml_lint
 from digest.render.cards import DigestContent
 from digest.render.preflight import summary_warnings, variant_problems

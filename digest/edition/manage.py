@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from digest.edition import ledger
+from digest.delivery import ledger
 from digest.errors import EditionError
 from digest.store.db import Category
 from digest.store.models import Delivery, Edition, EditionStatus, Variant

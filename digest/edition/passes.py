@@ -2,7 +2,7 @@
 
 Also the steps both take before their first claim: render the variants that have rows
 waiting, put them through the preflight, and fix what every message shares
-(:class:`~digest.edition.sender.Outbound`: templates, envelope sender, DKIM).
+(:class:`~digest.delivery.sender.Outbound`: templates, envelope sender, DKIM).
 """
 
 from __future__ import annotations
@@ -16,15 +16,15 @@ from functools import partial
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest.config import Settings
-from digest.edition import ledger
-from digest.edition.catalog import load_contents
+from digest.delivery import ledger
+from digest.delivery.ledger import PendingVariant
+from digest.delivery.sender import Outbound, Sender, backoff_delays
 from digest.edition.checks import check_renders, preflight
-from digest.edition.ledger import PendingVariant
-from digest.edition.plan import EditionRef
-from digest.edition.sender import Outbound, Sender, backoff_delays
 from digest.edition.variants import Built, Renders, render_each
 from digest.mail.dkim import DkimSigner
 from digest.mail.verp import envelope_sender
+from digest.planning.catalog import load_contents
+from digest.planning.plan import EditionRef
 from digest.render.renderer import Renderer
 from digest.store.db import utcnow
 from digest.store.models import DeliveryStatus

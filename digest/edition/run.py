@@ -16,10 +16,10 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest.config import Settings
-from digest.edition import ledger
-from digest.edition.due import not_due_reason as not_due_reason
-from digest.edition.limits import limiter_for
-from digest.edition.locks import SendLock, no_workers
+from digest.delivery import ledger
+from digest.delivery.limits import limiter_for
+from digest.delivery.locks import SendLock, no_workers
+from digest.delivery.sender import Outbound, Sender
 from digest.edition.passes import (
     Progress,
     SendOptions,
@@ -29,15 +29,15 @@ from digest.edition.passes import (
     render_pending,
     send_passes,
 )
-from digest.edition.plan import EditionRef, dry_plan, get_or_create_edition, plan_edition
 from digest.edition.report import EditionReport, VariantReport
-from digest.edition.sender import Outbound, Sender
 from digest.edition.variants import render_variants
-from digest.edition.when import Schedule, all_readers_due, current_key
 from digest.edition.workers import WorkerFeed, start_workers
 from digest.edition.workers import work_on_edition as work_on_edition
 from digest.errors import EditionError
 from digest.mail.transports.base import Transport
+from digest.planning.due import not_due_reason as not_due_reason
+from digest.planning.plan import EditionRef, dry_plan, get_or_create_edition, plan_edition
+from digest.planning.when import Schedule, all_readers_due, current_key
 from digest.render.renderer import Renderer
 from digest.store.db import make_engine, transaction, utcnow
 from digest.store.models import DeliveryStatus, EditionStatus

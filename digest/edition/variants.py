@@ -1,6 +1,6 @@
 """Render and build each distinct digest of an edition once (stages 3 and 4).
 
-The contents come from :mod:`digest.edition.catalog`; from there on everything is pure:
+The contents come from :mod:`digest.planning.catalog`; from there on everything is pure:
 each content is rendered (:mod:`digest.render.renderer`) with placeholder links and built
 into a message template (:mod:`digest.mail.message`). :func:`render_each` keeps what it
 rendered together with each content, so the preflight checks exactly these, with no
@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session
 
 from digest.config import Settings
-from digest.edition.catalog import load_contents
-from digest.edition.selection import VariantKey
 from digest.errors import DigestError
 from digest.mail.message import MessageTemplate, build_template, new_placeholder
+from digest.planning.catalog import load_contents
+from digest.planning.selection import VariantKey
 from digest.render.cards import DigestContent
 from digest.render.identity import ListIdentity
 from digest.render.renderer import Links, Rendered, Renderer

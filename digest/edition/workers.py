@@ -18,15 +18,15 @@ from multiprocessing.queues import Queue
 from sqlalchemy import Engine, select
 
 from digest.config import Settings
-from digest.edition.limits import limiter_for
-from digest.edition.locks import working_on
+from digest.delivery.limits import limiter_for
+from digest.delivery.locks import working_on
+from digest.delivery.sender import Sender, Tally
+from digest.delivery.transport import make_transport
 from digest.edition.passes import Progress, SendOptions, prepare, send_passes
-from digest.edition.plan import EditionRef
 from digest.edition.report import EditionReport
-from digest.edition.sender import Sender, Tally
-from digest.edition.transport import make_transport
 from digest.errors import EditionError
 from digest.mail.transports.base import Transport
+from digest.planning.plan import EditionRef
 from digest.store.db import make_engine
 from digest.store.models import Edition, EditionStatus
 from digest.store.schema import open_database

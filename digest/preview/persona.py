@@ -1,7 +1,7 @@
 """Which digest one subscriber gets this week, decided exactly as planning decides it.
 
-The subscriber becomes a :class:`~digest.edition.selection.Reader` built from the same columns
-:func:`digest.edition.plan.iter_readers` reads, and goes through the same ``wants_edition``,
+The subscriber becomes a :class:`~digest.planning.selection.Reader` built from the same columns
+:func:`digest.planning.plan.iter_readers` reads, and goes through the same ``wants_edition``,
 ``reader_due`` and ``select_items``. A subscriber already planned in this week's edition
 gets the variant of their ledger row, which is what a send hands over.
 """
@@ -14,8 +14,8 @@ from dataclasses import dataclass, replace
 from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
-from digest.edition.plan import load_catalog
-from digest.edition.selection import (
+from digest.planning.plan import load_catalog
+from digest.planning.selection import (
     Reader,
     VariantKey,
     select_items,
@@ -23,7 +23,7 @@ from digest.edition.selection import (
     wants_edition,
     window_start,
 )
-from digest.edition.when import Schedule, reader_due
+from digest.planning.when import Schedule, reader_due
 from digest.store.models import Delivery, DeliveryStatus, Edition, Variant
 from subscribers.models import Status, Subscriber, Subscription, Suppression
 

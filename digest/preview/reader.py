@@ -17,19 +17,19 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from digest.config import Settings
-from digest.edition.catalog import load_contents
-from digest.edition.ids import new_message_id
-from digest.edition.plan import load_catalog
-from digest.edition.selection import VariantKey
 from digest.edition.variants import personal_links, render_contents
-from digest.edition.when import Schedule, current_key
 from digest.errors import DigestError
 from digest.mail.message import Recipient, build_template
 from digest.mail.transports.base import Envelope, Transport
+from digest.planning.catalog import load_contents
+from digest.planning.ids import new_message_id
+from digest.planning.plan import load_catalog
+from digest.planning.selection import VariantKey
+from digest.planning.webid import web_id_for, web_salt
+from digest.planning.when import Schedule, current_key
 from digest.preview.persona import persona_of
 from digest.render.preflight import summary_warnings, variant_problems
 from digest.render.renderer import Rendered, Renderer
-from digest.render.webid import web_id_for, web_salt
 from digest.store.models import Edition
 from digest.store.schema import open_database
 from subscribers import service

@@ -22,10 +22,10 @@ from sqlalchemy import Engine
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from digest.config import Settings
+from digest.delivery.transport import make_transport
 from digest.edition.checks import WeekPlan, check_variants, plan_week
-from digest.edition.selection import VariantKey
-from digest.edition.transport import make_transport
 from digest.errors import DigestError
+from digest.planning.selection import VariantKey
 from digest.preview.reader import (
     Preview,
     preview_categories,

@@ -1,6 +1,6 @@
 """What a digest says: cards and sections built from summaries' facts (pure).
 
-The edition stage loads :class:`SummaryFacts` from the store (:mod:`digest.edition.catalog`);
+The edition stage loads :class:`SummaryFacts` from the store (:mod:`digest.planning.catalog`);
 everything here turns those values into :class:`Card` s and :class:`DigestContent`. A card
 tells the truth about its study (see :mod:`digest.render.truth`): the explanation whole,
 every caveat, what was counted, how early the evidence is, and where it comes from.

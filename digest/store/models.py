@@ -209,7 +209,7 @@ class EditionLock(Base):
 
 class SendRate(Base):
     """The sending rate shared by every process sending through one relay (PostgreSQL; see
-    :mod:`digest.edition.ratelimit_shared`). Times are seconds of the database clock."""
+    :mod:`digest.delivery.ratelimit_shared`). Times are seconds of the database clock."""
 
     __tablename__ = "send_rates"
 

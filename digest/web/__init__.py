@@ -27,7 +27,7 @@ from sqlalchemy import Engine
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from digest.config import Settings, load_settings
-from digest.edition.transport import make_transport
+from digest.delivery.transport import make_transport
 from digest.mail.transports.base import Transport
 from digest.render.renderer import Palette, builtin_templates_dir
 from digest.store.db import make_engine, utcnow

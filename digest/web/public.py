@@ -10,8 +10,8 @@ from flask import Blueprint, Response, render_template
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from digest.edition.catalog import load_cards
-from digest.edition.plan import ordered_categories
+from digest.planning.catalog import load_cards
+from digest.planning.plan import ordered_categories
 from digest.render.cards import CategoryRef, build_content
 from digest.render.renderer import Links, Renderer
 from digest.store.db import Category

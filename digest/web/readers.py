@@ -11,7 +11,7 @@ from flask import render_template, request
 from sqlalchemy.orm import Session
 
 from digest.config import Settings
-from digest.edition.plan import ordered_categories
+from digest.planning.plan import ordered_categories
 from subscribers.models import Status, Subscriber
 from subscribers.preferences import is_paused
 

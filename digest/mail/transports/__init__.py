@@ -1,7 +1,7 @@
 """Transports: smtp, file, console and memory, all keeping :class:`Transport`.
 
 Transports know no database and no settings: each is built from its own small options
-(``SmtpOptions``, a folder, nothing) by :func:`digest.edition.transport.make_transport`.
+(``SmtpOptions``, a folder, nothing) by :func:`digest.delivery.transport.make_transport`.
 """
 
 from __future__ import annotations

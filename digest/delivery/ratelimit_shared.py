@@ -1,6 +1,6 @@
 """One rate limit shared exactly by every process sending through one relay (PostgreSQL).
 
-:class:`SharedRateLimiter` behaves like :class:`~digest.edition.ratelimit.RateLimiter` (messages
+:class:`SharedRateLimiter` behaves like :class:`~digest.delivery.ratelimit.RateLimiter` (messages
 spaced ``1/per_second`` apart, at most ``per_hour`` in any hour, the rate halved on a
 deferral down to a floor and raised by a tenth after every ``recover_after`` accepted
 messages, never above the configured limit), but its state is in the database, so that
@@ -42,7 +42,7 @@ from collections.abc import Callable
 from sqlalchemy import Connection, Engine, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 
-from digest.edition.ratelimit import RateLimiter
+from digest.delivery.ratelimit import RateLimiter
 from digest.store.db import utcnow
 from digest.store.models import SendRate, SendRateGrant
 

@@ -14,8 +14,8 @@ from collections.abc import Iterable, Sequence
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from digest.edition.plan import ordered_categories
-from digest.edition.selection import VariantKey
+from digest.planning.plan import ordered_categories
+from digest.planning.selection import VariantKey
 from digest.render.cards import (
     Card,
     CategoryRef,

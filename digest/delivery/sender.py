@@ -20,8 +20,8 @@ from types import TracebackType
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from digest.edition.ledger import GAVE_UP, Claim, record, release
-from digest.edition.ratelimit import RateLimiter
+from digest.delivery.ledger import GAVE_UP, Claim, record, release
+from digest.delivery.ratelimit import RateLimiter
 from digest.errors import TransportUnavailable
 from digest.mail.message import MessageTemplate, Recipient
 from digest.mail.transports.base import DeliveryFailed, Envelope, Transport

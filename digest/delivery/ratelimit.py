@@ -6,7 +6,7 @@ after every ``recover_after`` accepted messages. Without ``per_second`` the firs
 halves the rate measured over the last second or so, and once the rate has climbed back to
 that, messages go out unlimited again. It is one process's limiter (SQLite has a
 single sender); on PostgreSQL, processes share one limit through the database
-(:mod:`digest.edition.ratelimit_shared`).
+(:mod:`digest.delivery.ratelimit_shared`).
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ import hmac
 
 from sqlalchemy.orm import Session
 
-from digest.edition.selection import VariantKey
+from digest.planning.selection import VariantKey
 from subscribers.suppression import email_salt
 
 

@@ -7,7 +7,7 @@ import datetime as dt
 from sqlalchemy import Engine, select
 
 from digest.config import Settings
-from digest.edition.when import EARLIEST_ZONE, Schedule, current_key, is_due, send_moment
+from digest.planning.when import EARLIEST_ZONE, Schedule, current_key, is_due, send_moment
 from digest.store.models import Edition, EditionStatus
 from digest.store.schema import open_database
 

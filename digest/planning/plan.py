@@ -17,9 +17,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest.config import Settings
-from digest.edition.ids import MESSAGE_IDS
-from digest.edition.ledger import DELIVERIES, EDITIONS, SUBSCRIBERS, pending_by_variant
-from digest.edition.selection import (
+from digest.delivery.ledger import DELIVERIES, EDITIONS, SUBSCRIBERS, pending_by_variant
+from digest.planning.ids import MESSAGE_IDS
+from digest.planning.selection import (
     Catalog,
     ItemRef,
     Reader,
@@ -28,8 +28,8 @@ from digest.edition.selection import (
     variant_key,
     wants_edition,
 )
-from digest.edition.when import Schedule, reader_due
-from digest.render.webid import web_id_for, web_salt
+from digest.planning.webid import web_id_for, web_salt
+from digest.planning.when import Schedule, reader_due
 from digest.store.db import Category, driver_time, insert_many, transaction
 from digest.store.models import (
     DeliveryStatus,
