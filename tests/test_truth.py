@@ -10,7 +10,9 @@ from typing import Any
 
 import pytest
 
-from digest.render.cards import Card, CategoryRef, build_content
+from digest.config import Settings
+from digest.render.cards import Card, CategoryRef, SummaryFacts, build_content, card_from_summary
+from digest.render.renderer import Links, Renderer
 from digest.render.truth import counted, early_stage, explanation, facts_line, keep_in_mind
 
 
@@ -65,6 +67,11 @@ def test_the_hydrogel_card_keeps_its_warning_that_rats_are_not_people() -> None:
         (612, "612 emergency doctors and nurses", "Staff", "612 emergency doctors and nurses"),
         (None, "SOD1G93A transgenic mice", None, "SOD1G93A transgenic mice"),
         (None, "Not specified", None, ""),
+        (40, "40 participants", "adult rats", "40 rats"),  # never participants for rats
+        (40, "40", "Spinal cord injury", "a sample of 40"),
+        (20, None, "Murine spinal contusion model", "20 animals"),
+        (200, None, "Spinal cord tissue samples", "a sample of 200"),
+        (30, None, "Adults with SCI and their assistance dogs", "30 people"),
     ],
 )
 def test_counts_say_what_was_counted(
@@ -86,6 +93,9 @@ def test_counts_say_what_was_counted(
         (("Experimental", None, "Human neurons in cell culture"), "Laboratory study"),
         (("Randomised trial", "Randomised controlled trial"), None),
         (("Systematic review", "Systematic review", "Adults with SCI"), None),
+        (("Randomised trial", None, "Adults with SCI and their assistance dogs"), None),
+        ((None, None, "Porcine model of contusion"), "Animal study"),
+        ((None, None, "Spinal cord tissue samples"), "Laboratory study"),
     ],
 )
 def test_early_stage_evidence_is_labelled(fields: tuple[str | None, ...], label: str) -> None:
@@ -96,7 +106,8 @@ def test_a_long_explanation_is_cut_at_a_sentence_end_and_keeps_its_cautions() ->
     text = (
         "First sentence about the study. " * 30
         + "This is early work, and the results may not apply to people. "
-        + "The device carries its own risks."
+        + "The device carries its own risks. "
+        + "Results in rats rarely translate to people."
     )
     told = explanation(text, limit=200)
     assert told.cut and told.shown.endswith("study …")
@@ -104,12 +115,17 @@ def test_a_long_explanation_is_cut_at_a_sentence_end_and_keeps_its_cautions() ->
     assert told.dropped_cautions == (
         "This is early work, and the results may not apply to people.",
         "The device carries its own risks.",
+        "Results in rats rarely translate to people.",
     )
     # a source without stored limitations: the dropped cautions become "Keep in mind"
     assert keep_in_mind([], told.dropped_cautions) == " ".join(told.dropped_cautions)
-    # stored limitations win, each whole
-    assert keep_in_mind(["Small sample", "One centre."], told.dropped_cautions) == (
-        "Small sample. One centre."
+    # stored limitations come first, each whole, and the dropped cautions are still kept
+    kept = keep_in_mind(
+        ["Small sample", "The device carries its own risks."], told.dropped_cautions
+    )
+    assert kept == (
+        "Small sample. The device carries its own risks. This is early work, and the results "
+        "may not apply to people. Results in rats rarely translate to people."
     )
 
 
@@ -153,3 +169,38 @@ def test_more_topics_than_the_cap_still_shows_one_card_of_each() -> None:
     cards = {i: card(i, i) for i in range(1, 5)}
     content = build_content(list(cards), [1, 2, 3, 4], cards, CATEGORIES, cap=2)
     assert len(content.sections) == 4 and content.more_count == 0
+
+
+def test_a_cut_explanation_renders_with_its_link_and_every_caveat_in_both_parts(
+    settings: Settings,
+) -> None:
+    long = "The team measured walking speed every week. " * 30
+    facts = SummaryFacts(
+        id=7,
+        title="Stimulation and walking",
+        url="https://example.org/research/stimulation",
+        journal="Brain",
+        year=2026,
+        categories=(CATEGORIES[0],),
+        simple_explanation=long + "Results in rats rarely translate to people.",
+        key_findings=("Walking speed rose by 0.1 m/s.",),
+        study_type="Randomised trial",
+        sample_size=40,
+        population="Adult rats with contusion injury",
+        limitations=("Only female rats were studied.",),
+        doi="10.1093/brain/awae999",
+    )
+    card = card_from_summary(facts)
+    assert card.explanation_cut and card.early_stage == "Animal study"
+    content = build_content([7], [1], {7: card}, CATEGORIES, cap=15)
+    links = Links(
+        unsubscribe="https://e.org/u/t", preferences="https://e.org/p/t", more="https://e.org"
+    )
+    rendered = Renderer(settings).render_digest(content, links)
+    text = " ".join(rendered.text.split())
+    html = " ".join(rendered.html.split())
+    for part in (text, html):
+        assert "Continue reading" in part
+        assert "Only female rats were studied. Results in rats rarely translate to people." in part
+        assert "40 rats" in part and "participants" not in part
+        assert "https://doi.org/10.1093/brain/awae999" in part

@@ -21,11 +21,22 @@ _NOT_SPECIFIED = {"", "not specified", "unknown", "n/a", "none"}
 
 _ANIMALS = re.compile(
     r"\b(rats?|mice|mouse|rodents?|pigs?|minipigs?|dogs?|cats?|rabbits?|monkeys?|macaques?|"
-    r"primates?|zebrafish|sheep|animals?)\b",
+    r"primates?|zebrafish|sheep|animals?|murine|porcine|canine|feline|rodent|preclinical)\b",
     re.IGNORECASE,
 )
+#: Words that say people were studied (or counted): only then is a bare size "people".
+#: ("participants" says nothing, and "adult" alone is also said of rats.)
+_HUMANS = re.compile(
+    r"\b(adults|people|persons?|patients?|man|men|woman|women|child|children|boys?|girls?|adolescents?|"
+    r"volunteers?|individuals?|veterans?|caregivers?|carers?|couples?|families|staff|nurses?|"
+    r"doctors?|physicians?|clinicians?|therapists?|users?|survivors?|humans?|respondents?)\b",
+    re.IGNORECASE,
+)
+#: Adjectives and vague words that name animals without naming which.
+_ANIMAL_ADJECTIVES = {"murine", "porcine", "canine", "feline", "rodent", "preclinical"}
 _LABORATORY = re.compile(
-    r"\b(in vitro|cell cultures?|cultured cells|laboratory study|lab study|organoids?)\b",
+    r"\b(in vitro|cell cultures?|cultured cells|laboratory study|lab study|organoids?|"
+    r"tissue samples?|post-mortem|cadavers?)\b",
     re.IGNORECASE,
 )
 _EARLY_KINDS = (
@@ -38,7 +49,8 @@ _EARLY_KINDS = (
 _CAUTION = re.compile(
     r"\b(early|small|only|not yet|not clear|unclear|uncertain|may not|might not|cannot|"
     r"can't|does not|do not|did not|no clear|more research|further research|needed|"
-    r"limited|risks?|side effects?|caution|preliminary|however|although|but)\b",
+    r"limited|risks?|side effects?|caution|preliminary|however|although|but|rarely|"
+    r"translate|unproven|not proven|rats?|mice|animals?|humans?|people)\b",
     re.IGNORECASE,
 )
 _PLURALS = {"mouse": "mice", "mice": "mice", "sheep": "sheep", "zebrafish": "zebrafish"}
@@ -61,39 +73,82 @@ def sentences(text: str) -> list[str]:
     return [s for s in _SENTENCE_END.split(clean_text(text)) if s]
 
 
+def subject(*fields: str | None) -> str | None:
+    """Who or what was studied: "animal", "laboratory" or "human", or None when the fields
+    do not say. The study type and evidence level (the first two fields) decide first; in
+    the population and participants laboratory words come first, then an animal word counts
+    only where no person is named ("adults with SCI and their assistance dogs" is a human
+    study)."""
+    kinds, described = [specified(f) for f in fields[:2]], [specified(f) for f in fields[2:]]
+    if any(_ANIMALS.search(text) for text in kinds):
+        return "animal"
+    if any(_LABORATORY.search(text) for text in kinds):
+        return "laboratory"
+    about = " ".join(described)
+    if _LABORATORY.search(about):  # human or animal cells in a dish are laboratory work
+        return "laboratory"
+    if _HUMANS.search(about):
+        return "human"
+    if _ANIMALS.search(about):
+        return "animal"
+    return None
+
+
 def early_stage(*fields: str | None) -> str | None:
     """A plain label for early-stage evidence ("Animal study", "Laboratory study", "Pilot
     study", "Case report", "Case series", "Phase 1 trial"), from the study type, evidence
-    level, population and participants; None for anything else."""
-    texts = [specified(f) for f in fields]
-    if any(_ANIMALS.search(text) for text in texts):
+    level, population and participants (in that order); None for anything else."""
+    studied = subject(*fields)
+    if studied == "animal":
         return "Animal study"
-    if any(_LABORATORY.search(text) for text in texts):
+    if studied == "laboratory":
         return "Laboratory study"
-    for text in texts:  # the study type first: a "Pilot study" rated "Case series" is a pilot
+    for text in (specified(f) for f in fields):  # a "Pilot study" rated "Case series": pilot
         for pattern, label in _EARLY_KINDS:
             if pattern.search(text):
                 return label
     return None
 
 
-def counted(sample_size: int | None, participants: str | None, population: str | None) -> str:
-    """What was counted, in words: the source's own participants line where it starts with
-    its count ("40 adult female rats ...", "54 couples ..."), else the size with the right
-    noun ("40 rats", "11 people"), else the participants line, else ""."""
+def _animal_noun(text: str, size: int) -> str:
+    found = _ANIMALS.search(text)
+    word = found.group(1).lower() if found else "animals"
+    if word in _ANIMAL_ADJECTIVES:
+        word = "animals"
+    noun = _PLURALS.get(word, word if word.endswith("s") else f"{word}s")
+    if size == 1:
+        noun = {"mice": "mouse", "sheep": "sheep"}.get(noun, noun.removesuffix("s"))
+    return noun
+
+
+def counted(
+    sample_size: int | None,
+    participants: str | None,
+    population: str | None,
+    study_type: str | None = None,
+    evidence_level: str | None = None,
+) -> str:
+    """What was counted, in words. The source's own participants line where it starts with
+    its count and names what it counted ("40 adult female rats ...", "54 couples ..."),
+    unless it names no animal in an animal study ("40 participants" for rats); else the size
+    with the right noun ("40 rats", "11 people"; "a sample of 200" where the source does not
+    say who or what); else the participants line; else ""."""
     described = specified(participants)
-    if described and described[0].isdigit():
+    studied = subject(study_type, evidence_level, population, participants)
+    names_something = bool(re.match(r"[\d,.\s]+[^\W\d_]", described))
+    if names_something and not (studied == "animal" and not _ANIMALS.search(described)):
         return described
     if sample_size:
-        animal = _ANIMALS.search(f"{specified(population)} {described}")
-        if animal:
-            word = animal.group(1).lower()
-            noun = _PLURALS.get(word, word if word.endswith("s") else f"{word}s")
-            if sample_size == 1:
-                noun = {"mice": "mouse", "sheep": "sheep"}.get(noun, noun.removesuffix("s"))
-        else:
-            noun = "person" if sample_size == 1 else "people"
-        return f"{sample_size:,} {noun}"
+        if studied == "animal":
+            noun = _animal_noun(
+                f"{specified(study_type)} {specified(population)} {described}", sample_size
+            )
+            return f"{sample_size:,} {noun}"
+        if studied == "human":
+            return f"{sample_size:,} {'person' if sample_size == 1 else 'people'}"
+        return f"a sample of {sample_size:,}"
+    if described.replace(",", "").isdigit():  # a bare number says nothing of who or what
+        return f"a sample of {described}"
     return described
 
 
@@ -109,7 +164,7 @@ def facts_line(
     """Study type · what was counted · duration; absent ones are left out."""
     parts = [
         specified(study_type) or specified(evidence_level),
-        counted(sample_size, participants, population),
+        counted(sample_size, participants, population, study_type, evidence_level),
         specified(study_duration),
     ]
     return " · ".join(part for part in parts if part)
@@ -142,8 +197,13 @@ def explanation(text: str | None, limit: int = EXPLANATION_LIMIT) -> Explanation
 
 
 def keep_in_mind(limitations: Sequence[str] | None, dropped_cautions: Sequence[str]) -> str:
-    """The caveats a card always shows: the stored limitations, each whole, or where a source
-    has none, the caution sentences a cut explanation left out."""
-    stated = [clean_text(item) for item in limitations or () if clean_text(item)]
-    items = stated or [clean_text(s) for s in dropped_cautions]
+    """The caveats a card always shows: every stored limitation, each whole, and after them
+    any caution sentence a cut explanation left out (once each)."""
+    items: list[str] = []
+    for item in [*(limitations or ()), *dropped_cautions]:
+        cleaned = clean_text(item)
+        if cleaned and cleaned.lower().rstrip(".!?") not in {
+            i.lower().rstrip(".!?") for i in items
+        }:
+            items.append(cleaned)
     return " ".join(item if item[-1:] in ".!?" else f"{item}." for item in items)
