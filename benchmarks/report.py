@@ -19,20 +19,20 @@ SIZE_RANGE = (40_000, 90_000)  # bytes of a message
 #: (file suffix, function) of the library's stages, for --profile.
 STAGES = (
     ("digest/edition/run.py", "run_edition", "run_edition (all)"),
-    ("digest/edition/plan.py", "plan_edition", "1 plan: select items, queue ledger rows"),
+    ("digest/planning/plan.py", "plan_edition", "1 plan: select items, queue ledger rows"),
     ("digest/edition/passes.py", "render_pending", "2 read contents, render, build"),
     ("digest/edition/variants.py", "build_variant", "   render + build templates"),
     ("digest/mail/message.py", "qp_encode", "   quoted-printable encoding"),
     ("digest/mail/message.py", "check_template", "   check_template (parse a sample back)"),
     ("digest/edition/passes.py", "check_pending", "3 preflight"),
     ("digest/edition/passes.py", "send_passes", "4-5 claim, personalise, send, record"),
-    ("digest/edition/ledger.py", "claim", "   ledger.claim"),
-    ("digest/edition/ledger.py", "record", "   ledger.record"),
-    ("digest/edition/locks.py", "renew", "   SendLock.renew (per batch)"),
-    ("digest/edition/sender.py", "_one", "   Sender._one (per message)"),
+    ("digest/delivery/ledger.py", "claim", "   ledger.claim"),
+    ("digest/delivery/ledger.py", "record", "   ledger.record"),
+    ("digest/delivery/locks.py", "renew", "   SendLock.renew (per batch)"),
+    ("digest/delivery/sender.py", "_one", "   Sender._one (per message)"),
     ("digest/mail/message.py", "personalize", "   MessageTemplate.personalize"),
     ("digest/mail/message.py", "to_header", "   to_header"),
-    ("digest/mail/message.py", "_fold", "   _fold (email.headerregistry)"),
+    ("digest/mail/message.py", "_fold", "   _fold (RFC 2047 display names)"),
 )
 
 

@@ -74,6 +74,7 @@ def test_the_edition_key_is_one_validated_argument_everywhere(folder: Path) -> N
         ("send", "2026-49"),
         ("editions", "show", "W49"),
         ("editions", "cancel", "2026-W54", "--yes"),
+        ("send", "2025-W53"),  # 2025 has 52 weeks
         ("deliveries", "2026-W0"),
         ("deliverability", "next week"),
         ("bounces", "resume", "2026-w4x"),
@@ -149,6 +150,11 @@ def test_tables_keep_long_values_whole_when_piped_and_csv_json_are_offered(
     ]
     as_json = json.loads(run("subscribers", "list", "--format", "json", "--limit", "500").output)
     assert len(as_json) == 25 and {"email": LONG}.items() <= as_json[-1].items()
+    # a name typed into the sign-up form never runs as a spreadsheet formula
+    formula = run("subscribers", "add", "f@example.org", "-c", "Neurology", "--name", "=1+2")
+    assert formula.exit_code == 0, formula.output
+    exported = run("subscribers", "list", "--format", "csv", "--search", "f@example.org")
+    assert list(csv.reader(io.StringIO(exported.output)))[1][1] == "'=1+2"
 
     ledger = run("deliveries", "--format", "json", "--limit", "1000")
     rows = json.loads(ledger.output)

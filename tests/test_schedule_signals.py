@@ -116,6 +116,10 @@ def test_a_signal_at_any_moment_after_start_stops_with_exit_0_and_says_so(
                         os.kill(pid, signum)
                         signalled.add(pid)
                 time.sleep(0.002)
+            late = [pid for pid, *_ in plan if pid not in signalled]
+            for pid in late:  # never left running: the wait below would block for ever
+                os.kill(pid, signal.SIGKILL)
+            assert not late, f"{len(late)} schedulers did not log 'starting' within 30 s"
             for pid, folder, delay, signum in plan:
                 zygote.stdin.write(f"wait {pid}\n")
                 zygote.stdin.flush()

@@ -4,6 +4,7 @@ and lazily), the transport of a run, output consoles and formats, and the editio
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import json
 import re
 import sys
@@ -22,6 +23,7 @@ from digest.config import Settings, load_settings
 from digest.delivery.transport import make_transport
 from digest.errors import DigestError
 from digest.mail.transports import Transport
+from subscribers.csvio import neutralise
 
 #: Width of a console that is not a terminal (a pipe, a file, a cron log): wide enough that
 #: rich never wraps or cuts a value.
@@ -106,10 +108,21 @@ class EditionKey(click.ParamType):  # type: ignore[type-arg]
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
         text = str(value).strip()
-        match = _KEY.fullmatch(text.upper())
-        if not match or not 1 <= int(match.group(2)) <= 53:
+        if not _week_exists(text.upper()):
             self.fail(f"{value!r} is not an edition key: give a week such as 2026-W49", param, ctx)
         return text.upper()
+
+
+def _week_exists(key: str) -> bool:
+    """``2026-W49`` names a real ISO week (2025 has no week 53)."""
+    match = _KEY.fullmatch(key)
+    if not match:
+        return False
+    try:
+        dt.date.fromisocalendar(int(match.group(1)), int(match.group(2)), 1)
+    except ValueError:
+        return False
+    return True
 
 
 EDITION_KEY = EditionKey()
@@ -153,10 +166,10 @@ def print_rows(
 ) -> None:
     """Rows as a rich table (kept whole when piped), as CSV with a header, or as a JSON list
     of objects keyed by column."""
-    if fmt == "csv":
+    if fmt == "csv":  # names and server replies come from outside: never run as formulas
         rows_out = csv.writer(sys.stdout, lineterminator="\n")
         rows_out.writerow(columns)
-        rows_out.writerows(rows)
+        rows_out.writerows([neutralise(value) for value in row] for row in rows)
         return
     if fmt == "json":
         records = [dict(zip(columns, row, strict=True)) for row in rows]

@@ -25,6 +25,7 @@ from digest.cli.base import (
 )
 from digest.config import Settings
 from digest.edition.run import EditionReport, not_due_reason, run_edition
+from digest.errors import DigestError
 from digest.planning.when import Schedule, current_key
 from digest.store.db import utcnow
 
@@ -109,7 +110,12 @@ def send(
         retry_failed=retry_failed,
     )
     if report.failed and not report.sent:
-        raise click.exceptions.Exit(1)
+        raise DigestError(f"every message of edition {report.key} failed: nothing was sent")
+    if report.worker_errors:
+        raise DigestError(
+            f"{report.worker_errors} worker process(es) did not end cleanly: run "
+            "`digest send` again to send what they left"
+        )
 
 
 def run_and_report(
