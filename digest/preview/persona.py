@@ -87,16 +87,22 @@ def persona_of(
     base = Persona(subscriber.email, subscriber.name, edition_key, cutoff, None, since)
     if edition is not None and edition.id is not None:
         row = session.execute(
-            select(Delivery.status, Delivery.sent_at, Variant.category_ids, Variant.summary_ids)
+            select(
+                Delivery.status,
+                Delivery.sent_at,
+                Variant.category_ids,
+                Variant.summary_ids,
+                Variant.notice_ids,
+            )
             .join(Variant, Variant.id == Delivery.variant_id)
             .where(Delivery.edition_id == edition.id, Delivery.subscriber_id == subscriber.id)
         ).first()
         if row is not None:
-            status, sent_at, category_ids, summary_ids = row
+            status, sent_at, category_ids, summary_ids, notice_ids = row
             note = f"ledger row of edition {edition_key}: {status}"
             if sent_at is not None:
                 note += f" at {sent_at:%Y-%m-%d %H:%M} UTC"
-            key = (tuple(category_ids), tuple(summary_ids))
+            key = (tuple(category_ids), tuple(summary_ids), tuple(notice_ids or ()))
             return replace(base, key=key, reason=note)
     reason = _not_a_reader(session, subscriber, cutoff)
     if reason or reader is None or since is None:
