@@ -275,3 +275,88 @@ def test_a_crash_in_an_edition_carrying_notices_then_resume_sends_each_notice_on
     week3 = MemoryTransport()
     run_edition(settings, week3, now=NOW + 14 * DAY, engine=engine)
     assert week3.outbox == []  # nothing new, and no notice owed any more
+
+
+def test_the_site_marks_a_retracted_summary_on_the_web_version_archive_and_feed(
+    tmp_path, engine: Engine, smtp_server
+) -> None:
+    from xml.etree import ElementTree as ET  # parses only what digest itself wrote
+
+    from digest.sources.corrections import RETRACTED, correct
+    from digest.store.db import transaction
+    from digest.web.feeds import ATOM
+    from tests import web_support
+
+    site = web_support.make_site(tmp_path, engine, smtp_server)
+    site.send_edition(NOW)
+    (digest,) = site.received("zoe@example.org")
+    web = web_support.path_of(
+        web_support.link_after(web_support.text_of(digest), "View this email in your browser")
+    )
+    with transaction(site.factory) as session:
+        nerve = session.scalar(select(Summary).where(Summary.title.like("Nerve transfers%")))
+        assert nerve is not None
+        correct(session, str(nerve.id), RETRACTED, "Withdrawn: data not verified.", now=NOW)
+    client = site.app.test_client()
+    page = client.get(web).get_data(as_text=True)
+    assert "Retraction: this study was withdrawn" in page
+    assert "Withdrawn: data not verified." in page
+    archive = client.get("/archive/neurology").get_data(as_text=True)
+    assert "Retracted:</strong>" in archive and "Withdrawn: data not verified." in archive
+    feed = ET.fromstring(client.get("/feeds/neurology.atom").data)  # noqa: S314
+    (entry,) = [
+        e
+        for e in feed.findall(f"{{{ATOM}}}entry")
+        if "Nerve transfers" in (e.findtext(f"{{{ATOM}}}title") or "")
+    ]
+    assert (entry.findtext(f"{{{ATOM}}}title") or "").startswith("Retracted: ")
+    assert entry.find(f"{{{ATOM}}}category").get("term") == "retraction"  # type: ignore[union-attr]
+    assert "Withdrawn: data not verified." in (entry.findtext(f"{{{ATOM}}}summary") or "")
+
+
+def test_a_notice_renders_valid_mjml_in_both_parts(settings: Settings) -> None:
+    from digest.edition.variants import personal_links
+    from digest.render import mjml_lint
+    from digest.render.cards import CategoryRef, Notice, build_content
+    from digest.render.renderer import DIGEST_MJML, Renderer
+
+    renderer = Renderer(settings)
+    notice = Notice("retracted", "Nerve transfers & hand function", "https://e.org/n", "Withdrawn.")
+    content = build_content(
+        [], [1], {}, [CategoryRef(1, "neurology", "Neurology")], 15, notices=[notice]
+    )
+    links = personal_links(renderer.identity, "t" * 43, "w" * 32)
+    rendered = renderer.render_digest(content, links)
+    assert rendered.subject == "Retraction: Nerve transfers & hand function"
+    assert "Nerve transfers &amp; hand function" in rendered.html
+    assert rendered.text.count("Withdrawn.") == 1 and "In this issue" not in rendered.text
+    source = renderer.render_mjml(content, links)
+    template = (renderer.templates_dir / DIGEST_MJML).read_text(encoding="utf-8")
+    result = mjml_lint.validate(source, renderer.templates_dir / DIGEST_MJML, template)
+    assert result.status == "passed" or mjml_lint.find_validator()[0] is None, result
+
+
+def test_csv_and_json_lines_carry_status_and_note_and_refuse_an_unknown_status() -> None:
+    from digest.sources import parse_source
+    from digest.sources.validate import check
+
+    csv = (
+        b"title,url,published_at,categories,status,correction_note\n"
+        b"A,https://e.org/a,2026-11-20,neurology,Retracted,Withdrawn.\n"
+        b"B,https://e.org/b,2026-11-20,neurology,withdrawn,\n"
+    )
+    checked = check(parse_source(csv, "auto"), zone=dt.UTC, now=NOW)
+    (valid,) = checked.records
+    assert valid.record.fields["status"] == "retracted"
+    assert valid.record.fields["correction_note"] == "Withdrawn."
+    (reject,) = checked.rejects
+    assert reject.message == (
+        "status must be one of published, corrected, retracted, got 'withdrawn'"
+    )
+    line = (
+        b'{"title": "C", "url": "https://e.org/c", "status": "corrected", "correction_note": "x"}'
+    )
+    checked = check(
+        parse_source(line + b"\n" + line.replace(b"/c", b"/d"), "jsonl"), zone=dt.UTC, now=NOW
+    )
+    assert [r.record.fields["status"] for r in checked.records] == ["corrected", "corrected"]

@@ -95,6 +95,16 @@ def load_contents(
     }
 
 
+def retractions(session: Session, ids: Iterable[int]) -> list[Notice]:
+    """A retraction notice for each of the summaries ``ids`` that was retracted."""
+    wanted = sorted(set(ids))
+    query = select(Summary).where(Summary.id.in_(wanted), Summary.status == RETRACTED)
+    return [
+        Notice(RETRACTED, s.title, s.url, s.correction_note or "")
+        for s in session.scalars(query.order_by(Summary.id))
+    ]
+
+
 def load_notices(session: Session, ids: Iterable[int]) -> dict[int, Notice]:
     """The notices ``ids`` as the digest shows them, by id."""
     return {
