@@ -152,6 +152,10 @@ def test_notices_reach_the_readers_of_the_original_once(
 
     # week 2: pharma@ has something new and the correction on top; neuro@ only the notice
     add_summary(factory, "Bladder care after injury", ["pharmacology"], NOW + 3 * DAY)
+    from digest.preview.reader import preview_subscriber
+
+    preview = preview_subscriber(db_settings, "neuro@example.org", now=NOW + 7 * DAY, engine=engine)
+    assert preview.subject == "Retraction: Nerve transfers for hand function"
     week2 = MemoryTransport()
     report = run_edition(db_settings, week2, now=NOW + 7 * DAY, engine=engine)
     assert report.sent == 2

@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
+from digest.planning.notices import owed_notices
 from digest.planning.plan import load_catalog
 from digest.planning.selection import (
     Reader,
@@ -117,10 +118,11 @@ def persona_of(
         why = f"not due yet in their time zone ({reader.timezone})"
         return replace(base, reason=why)
     items = select_items(reader, load_catalog(session, cutoff), lookback)
-    if not items:
+    notices = owed_notices(session).get(subscriber.id, ())  # corrections they are owed
+    if not items and not notices:
         why = "nothing new in their categories: no email this week"
         return replace(base, reason=why)
-    return replace(base, key=variant_key(reader, items))
+    return replace(base, key=variant_key(reader, items, notices))
 
 
 def _not_a_reader(session: Session, subscriber: Subscriber, cutoff: dt.datetime) -> str:
