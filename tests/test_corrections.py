@@ -144,9 +144,11 @@ def test_notices_reach_the_readers_of_the_original_once(
     )
     assert code == 0, output
     assert "marked retracted" in output and "next digest" in output
-    unknown = ("summaries", "retract", "999", "--note", "x")
+    code, output = cli_in(monkeypatch, tmp_path, engine, "summaries", "show", str(nerve))
+    assert "Status:         retracted" in output and "could not be verified" in output
+    unknown = ("summaries", "retract", "9" * 40, "--note", "x")
     code, output = cli_in(monkeypatch, tmp_path, engine, *unknown)
-    assert code == 1 and "no summary with id or URL '999'" in output
+    assert code == 1 and f"no summary with id or URL '{'9' * 40}'" in output
     with factory() as session:
         assert session.scalar(select(func.count()).select_from(Notice)) == 2
 

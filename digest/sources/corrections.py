@@ -12,6 +12,7 @@ import datetime as dt
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from digest.sources.cleaning import canonical_url
 from digest.store.models import Notice, Summary
 
 PUBLISHED, CORRECTED, RETRACTED = "published", "corrected", "retracted"
@@ -44,9 +45,10 @@ def mark(
 def find_by_reference(session: Session, reference: str) -> Summary | None:
     """The summary with this id (digits) or URL."""
     text = reference.strip()
-    if text.isdigit():
-        return session.get(Summary, int(text))
-    return session.scalar(select(Summary).where(Summary.url == text))
+    if text.isascii() and text.isdigit():
+        return session.get(Summary, int(text)) if len(text) < 12 else None
+    url = canonical_url(text)
+    return session.scalar(select(Summary).where(Summary.url == url)) if url else None
 
 
 def correct(
