@@ -42,10 +42,11 @@ def owed_notices(session: Session) -> dict[int, tuple[int, ...]]:
     for notice_id, summary_id, made in notices:
         by_summary.setdefault(summary_id, []).append((notice_id, made))
     owed: dict[int, set[int]] = {}
-    variants = session.execute(
-        select(Variant.id, Variant.summary_ids, Edition.cutoff).join(
-            Edition, Edition.id == Variant.edition_id
-        )
+    latest = max(made for _, _, made in notices)
+    variants = session.execute(  # only editions cut off before a notice can owe one
+        select(Variant.id, Variant.summary_ids, Edition.cutoff)
+        .join(Edition, Edition.id == Variant.edition_id)
+        .where(Edition.cutoff <= latest)
     ).all()
     for variant_id, summary_ids, cutoff in variants:
         concerned = [
