@@ -254,3 +254,33 @@ def test_the_preflight_checks_what_the_render_step_made_with_no_database(
     (problem,) = checked.problems
     assert problem.startswith("variant 1 (Neurology, Pharmacology): ")
     assert "digest.txt.j2:1" in problem and "no_such_field" in problem
+
+
+@pytest.mark.parametrize("part", ["html", "txt"])
+def test_golden_week_with_notices(settings: Settings, part: str) -> None:
+    """The same week for a reader owed a correction and a retraction: both at the top."""
+    from digest.render.cards import Notice
+
+    notices = (
+        Notice(
+            "corrected",
+            "Riluzole after acute injury",
+            "https://example.org/research/study-7",
+            "The trial had 112 participants, not 212.",
+        ),
+        Notice(
+            "retracted",
+            "Stem cells & walking",
+            "https://example.org/research/study-8",
+            "The journal withdrew the paper: the data could not be verified.",
+        ),
+    )
+    rendered = render(settings, replace(week_content(), notices=notices))
+    assert rendered.subject == "3 new summaries in Neurology and Pharmacology + corrections"
+    actual = rendered.html if part == "html" else rendered.text
+    path = GOLDEN / f"digest-2026-W48-notices.{part}"
+    if os.environ.get("DIGEST_REFRESH_GOLDEN"):
+        path.write_text(actual, encoding="utf-8")
+    assert actual == path.read_text(encoding="utf-8"), (
+        f"{path.name} changed; if intended, refresh with DIGEST_REFRESH_GOLDEN=1 pytest {__file__}"
+    )

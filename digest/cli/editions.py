@@ -90,11 +90,24 @@ def show_command(app: Context, key: str | None) -> None:
     if info.completed_at:
         out.print(f"  completed {info.completed_at:%Y-%m-%d %H:%M} UTC")
     out.print(f"  deliveries: {_counts(info)}")
+    if info.notices_planned:
+        out.print(
+            f"  notices: {info.notices_sent} sent of {info.notices_planned} "
+            "(corrections and retractions of summaries sent before)"
+        )
+    else:
+        out.print("  notices: none (no correction or retraction was owed)")
     table = Table(title="variants")
-    for column in ("#", "categories", "summaries", "recipients"):
+    for column in ("#", "categories", "summaries", "notices", "recipients"):
         table.add_column(column)
     for v in info.variants:
-        table.add_row(str(v.number), ", ".join(v.categories), str(v.summaries), str(v.recipients))
+        table.add_row(
+            str(v.number),
+            ", ".join(v.categories),
+            str(v.summaries),
+            str(v.notices),
+            str(v.recipients),
+        )
     if info.variants:
         out.print(table)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import click
 
 from digest import __version__
+from digest.cli import corrections as _corrections  # noqa: F401  (summaries correct|retract)
 from digest.cli.base import Context, DigestGroup
 from digest.cli.bounces import bounces, deliverability
 from digest.cli.categories import categories

@@ -232,6 +232,8 @@ def _describe(s: Summary, zone: dt.tzinfo) -> list[str]:
         ("Open access", None if s.open_access is None else ("yes" if s.open_access else "no")),
         ("Added", f"{s.created_at.astimezone(zone):%Y-%m-%d %H:%M %Z}"),
         ("Updated", f"{s.updated_at.astimezone(zone):%Y-%m-%d %H:%M %Z}"),
+        ("Status", None if s.status == "published" else s.status),
+        ("Note", s.correction_note if s.status != "published" else None),
     ]
     lines = [f"{label + ':':<16}{value}" for label, value in facts if value not in (None, "")]
     lines.append(f"{'Id:':<16}{s.id}")

@@ -85,7 +85,7 @@ class PendingVariant(NamedTuple):
 
     id: int
     number: int
-    key: tuple[tuple[int, ...], tuple[int, ...]]  # a VariantKey
+    key: tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]  # a VariantKey
     web_id: str
     waiting: int  # rows not yet sent
 

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from digest.delivery import ledger
 from digest.errors import EditionError
+from digest.planning.notices import notices_planned, notices_sent
 from digest.store.db import Category
 from digest.store.models import Delivery, Edition, EditionStatus, Variant
 
@@ -21,6 +22,7 @@ class VariantInfo:
     categories: tuple[str, ...]
     summaries: int
     recipients: int
+    notices: int = 0  # corrections and retractions at its top
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,9 @@ class EditionInfo:
     completed_at: dt.datetime | None
     counts: Counter[str]
     variants: tuple[VariantInfo, ...] = ()
+    #: Correction and retraction notices sent in this edition (on rows sent), and planned.
+    notices_sent: int = 0
+    notices_planned: int = 0
 
 
 def list_editions(session: Session, limit: int = 20) -> list[EditionInfo]:
@@ -70,6 +75,7 @@ def _info(session: Session, edition: Edition, *, with_variants: bool) -> Edition
                 tuple(sorted(names.get(c, f"#{c}") for c in v.category_ids)),
                 len(v.summary_ids),
                 recipients.get(v.id, 0),
+                len(v.notice_ids or ()),
             )
             for v in rows
         )
@@ -81,6 +87,8 @@ def _info(session: Session, edition: Edition, *, with_variants: bool) -> Edition
         completed_at=edition.completed_at,
         counts=ledger.counts_by_status(session, edition.id),
         variants=variants,
+        notices_sent=notices_sent(session, edition.id),
+        notices_planned=notices_planned(session, edition.id),
     )
 
 

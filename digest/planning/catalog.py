@@ -14,16 +14,19 @@ from collections.abc import Iterable, Sequence
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from digest.planning.notices import notice_summaries
 from digest.planning.plan import ordered_categories
 from digest.planning.selection import VariantKey
 from digest.render.cards import (
     Card,
     CategoryRef,
     DigestContent,
+    Notice,
     SummaryFacts,
     build_content,
     card_from_summary,
 )
+from digest.sources.corrections import RETRACTED
 from digest.store.models import Summary
 
 #: Summaries read per query.
@@ -61,7 +64,8 @@ def load_cards(session: Session, ids: Iterable[int]) -> dict[int, Card]:
     cards: dict[int, Card] = {}
     for start in range(0, len(wanted), CHUNK):
         chunk = wanted[start : start + CHUNK]
-        for summary in session.scalars(select(Summary).where(Summary.id.in_(chunk))):
+        query = select(Summary).where(Summary.id.in_(chunk), Summary.status != RETRACTED)
+        for summary in session.scalars(query):
             cards[summary.id] = card_from_summary(facts_of(summary))
     return cards
 
@@ -76,8 +80,37 @@ def load_contents(
 ) -> dict[VariantKey, DigestContent]:
     """What each variant shows (at most ``cap`` cards), from one read of the store."""
     categories = category_refs(session)
-    cards = load_cards(session, {i for _, items in keys for i in items})
-    return {key: build_content(key[1], key[0], cards, categories, cap) for key in keys}
+    cards = load_cards(session, {i for _, items, _ in keys for i in items})
+    notices = load_notices(session, {n for _, _, ids in keys for n in ids})
+    return {
+        key: build_content(
+            [i for i in key[1] if i in cards],  # retracted since it was planned: left out
+            key[0],
+            cards,
+            categories,
+            cap,
+            notices=[notices[n] for n in key[2] if n in notices],
+        )
+        for key in keys
+    }
+
+
+def retractions(session: Session, ids: Iterable[int]) -> list[Notice]:
+    """A retraction notice for each of the summaries ``ids`` that was retracted."""
+    wanted = sorted(set(ids))
+    query = select(Summary).where(Summary.id.in_(wanted), Summary.status == RETRACTED)
+    return [
+        Notice(RETRACTED, s.title, s.url, s.correction_note or "")
+        for s in session.scalars(query.order_by(Summary.id))
+    ]
+
+
+def load_notices(session: Session, ids: Iterable[int]) -> dict[int, Notice]:
+    """The notices ``ids`` as the digest shows them, by id."""
+    return {
+        notice.id: Notice(notice.kind, summary.title, summary.url, notice.note)
+        for notice, summary in notice_summaries(session, ids)
+    }
 
 
 def sample_key(session: Session, cap: int, cutoff: dt.datetime) -> VariantKey | None:
@@ -85,8 +118,12 @@ def sample_key(session: Session, cap: int, cutoff: dt.datetime) -> VariantKey | 
     categories = tuple(sorted(c.id for c in ordered_categories(session)))
     ids = session.scalars(
         select(Summary.id)
-        .where(Summary.published_at <= cutoff, Summary.categories.any())
+        .where(
+            Summary.published_at <= cutoff,
+            Summary.categories.any(),
+            Summary.status != RETRACTED,
+        )
         .order_by(Summary.published_at.desc(), Summary.id.desc())
         .limit(cap + 1)
     ).all()
-    return (categories, tuple(ids)) if ids and categories else None
+    return (categories, tuple(ids), ()) if ids and categories else None

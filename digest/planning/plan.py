@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from digest.config import Settings
 from digest.delivery.ledger import DELIVERIES, EDITIONS, SUBSCRIBERS, pending_by_variant
 from digest.planning.ids import MESSAGE_IDS
+from digest.planning.notices import owed_notices, record_notices
 from digest.planning.selection import (
     Catalog,
     ItemRef,
@@ -30,6 +31,7 @@ from digest.planning.selection import (
 )
 from digest.planning.webid import web_id_for, web_salt
 from digest.planning.when import Schedule, reader_due
+from digest.sources.corrections import RETRACTED
 from digest.store.db import Category, driver_time, insert_many, transaction
 from digest.store.models import (
     DeliveryStatus,
@@ -83,6 +85,7 @@ class PlanResult:
     queued: int = 0  # ledger rows created by this plan
     nothing_new: int = 0  # active readers with no new summary: no email
     not_due: int = 0  # paused, monthly readers between months, or local time not yet come
+    notices: int = 0  # correction and retraction notices planned
     #: recipients per variant key planned by this run
     per_variant: Counter[VariantKey] = field(default_factory=Counter)
 
@@ -94,8 +97,10 @@ def load_catalog(session: Session, cutoff: dt.datetime) -> Catalog:
         select(summary_categories.c.summary_id, summary_categories.c.category_id)
     ):
         categories.setdefault(summary_id, set()).add(category_id)
-    rows = session.execute(
-        select(Summary.id, Summary.published_at).where(Summary.published_at <= cutoff)
+    rows = session.execute(  # a retracted summary is never sent again
+        select(Summary.id, Summary.published_at).where(
+            Summary.published_at <= cutoff, Summary.status != RETRACTED
+        )
     )
     return Catalog(
         (ItemRef(sid, published, frozenset(categories.get(sid, ()))) for sid, published in rows),
@@ -192,9 +197,10 @@ def plan_edition(
     with factory() as session:
         catalog = load_catalog(session, edition.cutoff)
         variants: dict[VariantKey, int] = {
-            (tuple(v.category_ids), tuple(v.summary_ids)): v.id
+            v.key: v.id
             for v in session.scalars(select(Variant).where(Variant.edition_id == edition.id))
         }
+        owed = owed_notices(session)
         numbers = len(variants)
         salt = web_salt(session)
         stamp = driver_time(session.get_bind().dialect)(now)
@@ -208,6 +214,7 @@ def plan_edition(
                 if batch is None:
                     break
                 planned: list[tuple[int, int]] = []  # (subscriber id, variant id)
+                noticed: dict[int, tuple[int, ...]] = {}  # subscriber id -> notice ids
                 for reader in batch:
                     if not wants_edition(reader, cutoff, now, schedule.zone) or not reader_due(
                         edition_key, schedule, now, reader.timezone
@@ -215,10 +222,14 @@ def plan_edition(
                         result.not_due += 1
                         continue
                     items = select_items(reader, catalog, lookback)
-                    if not items:
+                    notices = owed.get(reader.subscriber_id, ())
+                    if not items and not notices:
                         result.nothing_new += 1
                         continue
-                    key = variant_key(reader, items)
+                    key = variant_key(reader, items, notices)
+                    if notices:
+                        result.notices += len(notices)
+                        noticed[reader.subscriber_id] = notices
                     result.per_variant[key] += 1
                     if dry_run:
                         continue
@@ -229,6 +240,7 @@ def plan_edition(
                             number=numbers,
                             category_ids=list(key[0]),
                             summary_ids=list(key[1]),
+                            notice_ids=list(key[2]),
                             web_id=web_id_for(salt, edition_key, key),
                         )
                         session.add(variant)
@@ -245,6 +257,9 @@ def plan_edition(
                     ]
                     insert_many(session, DELIVERIES, _PLANNED_COLUMNS, rows)
                     result.queued += len(rows)
+                    # in the same transaction as the rows: never repeated, never lost
+                    assert edition_id is not None
+                    record_notices(session, edition_id, noticed)
         if result.queued >= ANALYZE_AFTER and session.get_bind().dialect.name == "postgresql":
             # Fresh statistics, or the claim query sorts every queued row for each batch
             # until autovacuum gets round to it (quadratic in the edition's size).

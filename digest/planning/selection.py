@@ -13,8 +13,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import NamedTuple
 
-#: (sorted category ids, summary ids newest first): readers with equal keys share one email.
-VariantKey = tuple[tuple[int, ...], tuple[int, ...]]
+#: (sorted category ids, summary ids newest first, notice ids): readers with equal keys
+#: share one email.
+VariantKey = tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,8 +112,10 @@ def select_items(reader: Reader, catalog: Catalog, lookback: dt.timedelta) -> tu
     return catalog.select(reader.category_ids, window_start(reader, lookback))
 
 
-def variant_key(reader: Reader, item_ids: tuple[int, ...]) -> VariantKey:
-    return tuple(sorted(reader.category_ids)), item_ids
+def variant_key(
+    reader: Reader, item_ids: tuple[int, ...], notice_ids: tuple[int, ...] = ()
+) -> VariantKey:
+    return tuple(sorted(reader.category_ids)), item_ids, notice_ids
 
 
 def _newest_first(item: ItemRef) -> tuple[float, int]:

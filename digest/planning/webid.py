@@ -19,8 +19,10 @@ from subscribers.suppression import email_salt
 
 
 def web_id_for(salt: bytes, edition_key: str, key: VariantKey) -> str:
-    message = f"web-version\0{edition_key}\0{key[0]!r}\0{key[1]!r}".encode("ascii")
-    mac = hmac.new(salt, message, hashlib.sha256).digest()
+    message = f"web-version\0{edition_key}\0{key[0]!r}\0{key[1]!r}"
+    if key[2]:  # notices; a digest without any keeps the id it always had
+        message += f"\0{key[2]!r}"
+    mac = hmac.new(salt, message.encode("ascii"), hashlib.sha256).digest()
     return base64.urlsafe_b64encode(mac[:24]).decode("ascii")
 
 

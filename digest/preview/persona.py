@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
+from digest.planning.notices import owed_notices
 from digest.planning.plan import load_catalog
 from digest.planning.selection import (
     Reader,
@@ -87,16 +88,22 @@ def persona_of(
     base = Persona(subscriber.email, subscriber.name, edition_key, cutoff, None, since)
     if edition is not None and edition.id is not None:
         row = session.execute(
-            select(Delivery.status, Delivery.sent_at, Variant.category_ids, Variant.summary_ids)
+            select(
+                Delivery.status,
+                Delivery.sent_at,
+                Variant.category_ids,
+                Variant.summary_ids,
+                Variant.notice_ids,
+            )
             .join(Variant, Variant.id == Delivery.variant_id)
             .where(Delivery.edition_id == edition.id, Delivery.subscriber_id == subscriber.id)
         ).first()
         if row is not None:
-            status, sent_at, category_ids, summary_ids = row
+            status, sent_at, category_ids, summary_ids, notice_ids = row
             note = f"ledger row of edition {edition_key}: {status}"
             if sent_at is not None:
                 note += f" at {sent_at:%Y-%m-%d %H:%M} UTC"
-            key = (tuple(category_ids), tuple(summary_ids))
+            key = (tuple(category_ids), tuple(summary_ids), tuple(notice_ids or ()))
             return replace(base, key=key, reason=note)
     reason = _not_a_reader(session, subscriber, cutoff)
     if reason or reader is None or since is None:
@@ -111,10 +118,11 @@ def persona_of(
         why = f"not due yet in their time zone ({reader.timezone})"
         return replace(base, reason=why)
     items = select_items(reader, load_catalog(session, cutoff), lookback)
-    if not items:
+    notices = owed_notices(session).get(subscriber.id, ())  # corrections they are owed
+    if not items and not notices:
         why = "nothing new in their categories: no email this week"
         return replace(base, reason=why)
-    return replace(base, key=variant_key(reader, items))
+    return replace(base, key=variant_key(reader, items, notices))
 
 
 def _not_a_reader(session: Session, subscriber: Subscriber, cutoff: dt.datetime) -> str:

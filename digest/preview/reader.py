@@ -106,7 +106,7 @@ def preview_categories(
         if not items:
             why = "nothing new in these categories: such a reader gets no email this week"
             return Preview(names, since, cutoff, 0, reason=why)
-        return preview_key(session, settings, (ids, items), now=now, since=since, cutoff=cutoff)
+        return preview_key(session, settings, (ids, items, ()), now=now, since=since, cutoff=cutoff)
 
 
 def preview_subscriber(

@@ -80,6 +80,27 @@ class Card:
 
 
 @dataclass(frozen=True, slots=True)
+class Notice:
+    """A correction or retraction of a summary the reader was sent before."""
+
+    kind: str  # "corrected" or "retracted"
+    title: str  # the summary's
+    url: str
+    note: str
+
+    @property
+    def label(self) -> str:
+        return "Retraction" if self.kind == "retracted" else "Correction"
+
+    @property
+    def headline(self) -> str:
+        """What happened, in one line."""
+        if self.kind == "retracted":
+            return "Retraction: this study was withdrawn"
+        return "Correction: this summary was corrected"
+
+
+@dataclass(frozen=True, slots=True)
 class Section:
     category: CategoryRef
     cards: tuple[Card, ...]
@@ -100,6 +121,8 @@ class DigestContent:
     more_count: int  # how many did not fit under the card cap
     reader_categories: tuple[CategoryRef, ...]  # what the reader subscribed to
     issued: dt.date | None = None  # the first day of the edition's period
+    #: Corrections and retractions of summaries the reader was sent before, shown first.
+    notices: tuple[Notice, ...] = ()
 
     @property
     def cards(self) -> tuple[Card, ...]:
@@ -152,6 +175,7 @@ def build_content(
     cap: int,
     *,
     issued: dt.date | None = None,
+    notices: Sequence[Notice] = (),
 ) -> DigestContent:
     """One section per reader category with new items (in the order of ``categories``); an
     item in several of the reader's categories appears once, in the first.
@@ -188,6 +212,7 @@ def build_content(
         more_count=len(item_ids) - len(chosen),
         reader_categories=reader_categories,
         issued=issued,
+        notices=tuple(notices),
     )
 
 

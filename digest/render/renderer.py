@@ -180,7 +180,9 @@ class Renderer:
         context = self.base_context() | {"digest": content, "links": links}
         subject = " ".join(self._render(DIGEST_SUBJECT, context).split())
         context["subject"] = subject
-        context["preheader"] = "; ".join(card.title for card in content.cards[:3])
+        shown = [f"{n.label}: {n.title}" for n in content.notices]
+        shown += [card.title for card in content.cards[:3]]
+        context["preheader"] = "; ".join(shown[:3])
         return context
 
     def mjml_to_html(self, source: str, css: str) -> str:

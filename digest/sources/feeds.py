@@ -93,6 +93,10 @@ def parse_feed(data: bytes, *, lenient: bool = False) -> Parsed:
     return Parsed(label, tuple(items), (), tuple(warnings))
 
 
+#: Item categories that mark an entry as a notice about a summary, and the status each sets.
+_NOTICE_TAGS = {"correction": "corrected", "retraction": "retracted"}
+
+
 def entry_values(
     entry: Mapping[str, Any], feed: Mapping[str, Any], base: str = ""
 ) -> dict[str, object]:
@@ -121,12 +125,18 @@ def entry_values(
     if published:
         values["published_at"] = published
     tags = [str(tag.get("label") or tag.get("term") or "") for tag in entry.get("tags") or []]
-    if any(tags):
-        values["categories"] = [tag for tag in tags if tag]
+    marks = {tag.strip().lower() for tag in tags} & set(_NOTICE_TAGS)
+    tags = [tag for tag in tags if tag and tag.strip().lower() not in _NOTICE_TAGS]
+    if tags:
+        values["categories"] = tags
     explanation = entry.get("summary") or next(
         (c.get("value") for c in entry.get("content") or [] if c.get("value")), None
     )
-    if explanation:
+    if marks:  # a correction or retraction: the description is its note
+        values["status"] = _NOTICE_TAGS["retraction" if "retraction" in marks else "correction"]
+        if explanation:
+            values["correction_note"] = explanation
+    elif explanation:
         values["simple_explanation"] = explanation
     journal = (
         entry.get("dc_source")

@@ -17,7 +17,7 @@ KEYS = frozenset(
         "id", "title", "url", "published_at", "categories", "journal", "year", "doi", "pmid",
         "simple_explanation", "key_findings", "study_type", "population", "sample_size",
         "participants", "study_duration", "evidence_level", "open_access",
-        "practical_implications", "limitations",
+        "practical_implications", "limitations", "status", "correction_note",
     }
 )  # fmt: skip
 ALIASES = {"study_design": "study_type"}

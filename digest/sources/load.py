@@ -122,7 +122,7 @@ def apply(
     categories = _CategoryResolver(session, options, report)
     touched: dict[int, str] = {}
     for valid in checked.records:
-        slugs = categories.resolve(valid.record.categories)
+        slugs = categories.resolve(valid.record.categories) or _stored_slugs(session, valid)
         if not slugs:
             report.skipped.append(Problem(valid.position, categories.why_none(valid)))
             continue
@@ -144,6 +144,16 @@ def apply(
                 touched[added.id] = valid.position
         setattr(report, outcome, getattr(report, outcome) + 1)
     return report
+
+
+def _stored_slugs(session: Session, valid: ValidRecord) -> list[str]:
+    """A correction or retraction that names no category keeps the stored summary's."""
+    fields = valid.record.fields
+    if valid.record.categories or not fields.get("status"):
+        return []
+    url = valid.record.url
+    stored = find_summary(session, url, doi=fields.get("doi"), pmid=fields.get("pmid"))
+    return [c.slug for c in stored.categories] if stored is not None else []
 
 
 def _keep_published(

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
+from digest.sources.corrections import PUBLISHED, mark
 from digest.store.db import Category
 from digest.store.models import Summary
 
@@ -93,6 +94,9 @@ def upsert_summary(session: Session, record: SummaryRecord, *, now: dt.datetime)
     categories = [ensure_category(session, label) for label in record.categories]
     values: dict[str, object] = {"title": record.title, "published_at": record.published_at}
     values.update({k: record.fields[k] for k in OPTIONAL_FIELDS if k in record.fields})
+    status = record.fields.get("status")
+    note = record.fields.get("correction_note")
+    marked = isinstance(status, str) and status != PUBLISHED
     if summary is None:
         defaults: dict[str, object] = {
             "key_findings": [],
@@ -103,11 +107,19 @@ def upsert_summary(session: Session, record: SummaryRecord, *, now: dt.datetime)
         summary.categories = categories
         session.add(summary)
         session.flush()
+        if marked:
+            assert isinstance(status, str)
+            mark(session, summary, status, note if isinstance(note, str) else None, now=now)
         return "added"
     values["url"] = record.url
     changed = any(getattr(summary, k) != v for k, v in values.items())
     if {c.id for c in summary.categories} != {c.id for c in categories}:
         changed = True
+    if marked:
+        assert isinstance(status, str)
+        before = (summary.status, summary.correction_note)
+        mark(session, summary, status, note if isinstance(note, str) else None, now=now)
+        changed = changed or before != (summary.status, summary.correction_note)
     if not changed:
         return "unchanged"
     for k, v in values.items():

@@ -20,6 +20,7 @@ from digest.sources.cleaning import (
     one_line,
     truncate,
 )
+from digest.sources.corrections import NOTE_LIMIT, STATUSES
 from digest.sources.dates import FIRST_YEAR, LAST_YEAR, DateError, parse_datetime
 from digest.sources.store import SummaryRecord
 
@@ -34,7 +35,11 @@ SHORT_TEXT = {
     "participants": 500,
 }
 #: Longer texts are cut (with a warning): a digest card shows a few hundred characters.
-LONG_TEXT = {"simple_explanation": 10_000, "practical_implications": 10_000}
+LONG_TEXT = {
+    "simple_explanation": 10_000,
+    "practical_implications": 10_000,
+    "correction_note": NOTE_LIMIT,
+}
 LIST_TEXT = ("key_findings", "limitations")
 LIST_ITEM_LIMIT, LIST_LENGTH_LIMIT = 2_000, 50
 URL_LIMIT, CATEGORY_LIMIT, CATEGORIES_PER_ITEM, ID_LIMIT = 2000, 200, 20, 500
@@ -140,6 +145,7 @@ def check_item(
         ("open_access", _flag),
         ("doi", _doi),
         ("pmid", _pmid),
+        ("status", _status),
     ):
         if name in values:
             fields[name] = take(name, convert)
@@ -316,6 +322,16 @@ def _flag(name: str, value: object, notes: list[str]) -> bool | None:
     if text in _TRUE | _FALSE:
         return text in _TRUE
     raise _Invalid(f"{name} must be true or false, got {_show(value)}")
+
+
+def _status(name: str, value: object, notes: list[str]) -> str | None:
+    text = _text_value(name, value)
+    if text is None or not text.strip():
+        return None
+    status = text.strip().lower()
+    if status not in STATUSES:
+        raise _Invalid(f"{name} must be one of {', '.join(STATUSES)}, got {_show(value)}")
+    return status
 
 
 def _doi(name: str, value: object, notes: list[str]) -> str | None:

@@ -59,6 +59,10 @@ class Summary(Base):
     open_access: Mapped[bool | None]
     practical_implications: Mapped[str | None] = mapped_column(Text)
     limitations: Mapped[list[str]] = mapped_column(JSON, default=list)
+    #: ``published``, ``corrected`` or ``retracted`` (see :mod:`digest.sources.corrections`).
+    status: Mapped[str] = mapped_column(String(20), default="published", server_default="published")
+    #: What was corrected, or why the study was withdrawn.
+    correction_note: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
 
@@ -109,12 +113,14 @@ class Variant(Base):
     summary_ids: Mapped[list[int]] = mapped_column(JSON)
     #: Unguessable id of the web version (no personal data in it).
     web_id: Mapped[str] = mapped_column(String(64), unique=True)
+    #: Ids of the correction and retraction notices at its top, in order.
+    notice_ids: Mapped[list[int]] = mapped_column(JSON, default=list, server_default="[]")
 
     edition: Mapped[Edition] = relationship(back_populates="variants")
 
     @property
-    def key(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
-        return tuple(self.category_ids), tuple(self.summary_ids)
+    def key(self) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+        return tuple(self.category_ids), tuple(self.summary_ids), tuple(self.notice_ids or ())
 
 
 class DeliveryStatus(enum.StrEnum):
@@ -166,6 +172,39 @@ class Delivery(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+
+
+class Notice(Base):
+    """A correction or retraction of a summary, owed to everyone who was sent it before."""
+
+    __tablename__ = "notices"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    summary_id: Mapped[int] = mapped_column(
+        ForeignKey("summaries.id", ondelete="CASCADE"), index=True
+    )
+    #: ``corrected`` or ``retracted``.
+    kind: Mapped[str] = mapped_column(String(20))
+    note: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class NoticeDelivery(Base):
+    """Which notice rides on which ledger row: planned with the row, in its transaction, so
+    a notice goes out exactly when its digest does (a failed row owes it again)."""
+
+    __tablename__ = "notice_deliveries"
+
+    notice_id: Mapped[int] = mapped_column(
+        ForeignKey("notices.id", ondelete="CASCADE"), primary_key=True
+    )
+    delivery_id: Mapped[int] = mapped_column(
+        ForeignKey("deliveries.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    subscriber_id: Mapped[int | None] = mapped_column(index=True)
+    edition_id: Mapped[int] = mapped_column(
+        ForeignKey("editions.id", ondelete="CASCADE"), index=True
+    )
 
 
 class BounceEvent(Base):

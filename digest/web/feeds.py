@@ -22,6 +22,13 @@ class FeedItem:
     published_at: dt.datetime
     updated_at: dt.datetime
     explanation: str
+    status: str = "published"  # or "corrected", "retracted"
+    note: str | None = None  # what was corrected, or why it was withdrawn
+
+    @property
+    def label(self) -> str | None:
+        """ "Retracted" or "Corrected" (None for a summary as published)."""
+        return {"retracted": "Retracted", "corrected": "Corrected"}.get(self.status)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,11 +76,17 @@ def atom_feed(
     for item in items:
         entry = sub(feed, "entry")
         sub(entry, "id", item.url)
-        sub(entry, "title", item.title)
+        sub(entry, "title", f"{item.label}: {item.title}" if item.label else item.title)
         sub(entry, "link", rel="alternate", type="text/html", href=item.url)
         sub(entry, "published", _stamp(item.published_at))
         sub(entry, "updated", _stamp(item.updated_at))
-        sub(entry, "summary", item.explanation or item.title, type="text")
+        summary = item.explanation or item.title
+        if item.label:  # the same category and note as a source marks it with
+            sub(
+                entry, "category", term="retraction" if item.status == "retracted" else "correction"
+            )
+            summary = f"{item.label}: {item.note or 'see the summary'}\n\n{summary}"
+        sub(entry, "summary", summary, type="text")
     body: bytes = ET.tostring(feed, encoding="utf-8", xml_declaration=True)
     return body
 

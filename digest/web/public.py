@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from dataclasses import replace
 
 from flask import Blueprint, Response, render_template
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from digest.planning.catalog import load_cards
+from digest.planning.catalog import load_contents, retractions
 from digest.planning.plan import ordered_categories
-from digest.render.cards import CategoryRef, build_content
 from digest.render.renderer import Links, Renderer
 from digest.store.db import Category
 from digest.store.models import Edition, EditionStatus, Summary, Variant
@@ -45,7 +45,16 @@ def _items(session: Session, category_id: int, until: dt.datetime, limit: int) -
         .limit(limit)
     )
     return [
-        FeedItem(s.id, s.title, s.url, s.published_at, s.updated_at, s.simple_explanation)
+        FeedItem(
+            s.id,
+            s.title,
+            s.url,
+            s.published_at,
+            s.updated_at,
+            s.simple_explanation,
+            s.status,
+            s.correction_note,
+        )
         for s in rows
     ]
 
@@ -68,10 +77,10 @@ def web_version(web_id: str) -> Response | Page:
             variant = session.scalar(select(Variant).where(Variant.web_id == web_id))
             if variant is None:
                 return not_found()
-            refs = [CategoryRef(c.id, c.slug, c.name) for c in ordered_categories(session)]
-            cards = load_cards(session, variant.summary_ids)
-            shown = [i for i in variant.summary_ids if i in cards]  # some may be deleted
-            content = build_content(shown, variant.category_ids, cards, refs, settings.card_cap)
+            content = load_contents(session, [variant.key], settings.card_cap)[variant.key]
+            # a summary retracted since: its card is gone, and the page says why
+            withdrawn = retractions(session, variant.summary_ids)
+            content = replace(content, notices=(*withdrawn, *content.notices))
         links = neutral_links(settings.base_url, settings.site_url)
         html = Renderer(settings).render_digest(content, links).html
         web.web_versions.put(web_id, html)
