@@ -96,7 +96,9 @@ def handle(
         if report.feedback_type == "not-spam":
             return [Outcome("ignored", "feedback report 'not-spam' ignored")]
         recipient = report.recipients[0] if report.recipients else Recipient("", "complained", "")
-        return [_one(session, report, recipient, COMPLAINT, whole, now=now)]
+        # a complaint naming only its recipient still finds them: complaints are never lost
+        match = match_recipient(session, report, recipient, whole)
+        return [_one(session, report, recipient, COMPLAINT, match, now=now)]
     return [
         _one(
             session,
