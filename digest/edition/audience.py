@@ -61,13 +61,16 @@ def erase_subscriber(session: Session, subscriber: Subscriber, *, now: dt.dateti
 def _scrub_bounce_events(
     session: Session, subscriber: Subscriber, pattern: re.Pattern[str]
 ) -> None:
-    """Take the address out of every bounce event naming it (stored before addresses were
-    replaced on arrival, or a reference a provider made of it)."""
-    key = subscriber.email.lower()
+    """Take the address (and the name) out of every bounce event naming it: addresses are
+    replaced on arrival, but a provider's reference or a diagnostic may still name them."""
+    keys = [subscriber.email.lower()]
+    if subscriber.name and len(subscriber.name) >= 3:  # a name in a diagnostic, too
+        keys.append(subscriber.name.lower())
+        pattern = re.compile(f"{pattern.pattern}|{re.escape(subscriber.name)}", re.IGNORECASE)
     named = or_(
         BounceEvent.subscriber_id == subscriber.id,
-        func.lower(BounceEvent.detail).contains(key, autoescape=True),
-        func.lower(BounceEvent.reference).contains(key, autoescape=True),
+        *(func.lower(BounceEvent.detail).contains(key, autoescape=True) for key in keys),
+        *(func.lower(BounceEvent.reference).contains(key, autoescape=True) for key in keys),
     )
     events = session.execute(
         select(BounceEvent.id, BounceEvent.reference, BounceEvent.detail).where(named)
