@@ -99,10 +99,10 @@ def apply(
 
 
 def _note_in_ledger(
-    session: Session, delivery_id: int, kind: str, status: str, detail: str
+    session: Session, delivery_id: int | None, kind: str, status: str, detail: str
 ) -> None:
     """Add the bounce to the ledger row's detail (its status stays what the server said)."""
-    delivery = session.get(Delivery, delivery_id)
+    delivery = session.get(Delivery, delivery_id) if delivery_id is not None else None
     if delivery is None or kind == IGNORED:
         return
     detail = without_addresses(detail)
@@ -146,8 +146,8 @@ def _count_soft(session: Session, match: Match, *, now: dt.datetime) -> str:
 
 
 def _pause(session: Session, match: Match, status: str, detail: str) -> tuple[str, str]:
-    edition = session.get(Edition, match.edition_id)
-    assert edition is not None
+    edition = session.get(Edition, match.edition_id) if match.edition_id is not None else None
+    assert edition is not None, "only deliveries can be refused by policy"
     why = f"policy block {status or '(no code)'}" + (f": {detail[:200]}" if detail else "")
     if edition.status == EditionStatus.OPEN:
         edition.status = EditionStatus.PAUSED.value
