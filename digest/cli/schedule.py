@@ -1,7 +1,8 @@
 """``digest schedule`` (and ``python scheduler.py``): APScheduler wiring, in the foreground.
 
-No business logic: the job calls :func:`digest.edition.run.run_edition`, like the CLI. The job
-lives in the project's database (table ``scheduler_jobs``), so after downtime a missed run
+No business logic: the job calls :func:`digest.edition.run.run_edition`, like the CLI; a
+second job runs ``digest maintenance`` (retention) every Sunday at 03:30. The jobs
+live in the project's database (table ``scheduler_jobs``), so after downtime a missed run
 happens once (``coalesce``), if it is at most ``misfire_grace_hours`` late.
 """
 
@@ -118,7 +119,8 @@ def build_scheduler(
         )
         log.info("scheduled %s (%s)", JOB_ID, trigger)
     weekly = CronTrigger(timezone=schedule.zone, **MAINTENANCE_TIME)
-    if store.lookup_job(MAINTENANCE_JOB_ID) is None:
+    kept = store.lookup_job(MAINTENANCE_JOB_ID)
+    if kept is None or str(kept.trigger) != str(weekly) or kept.args != (config_path,):
         scheduler.add_job(
             scheduled_maintenance,
             weekly,

@@ -353,14 +353,13 @@ def erase(app: Context, email: str, yes: bool) -> None:
     if not yes:
         click.confirm(f"Erase {address} and all their data? This cannot be undone", abort=True)
     with transaction(factory) as session:
-        subscriber = _find(session, address)
-        token = subscriber.token
+        token = (subscriber := _find(session, address)).token  # for the outbox, below
         kept = erase_subscriber(session, subscriber, now=utcnow())
     files = forget_in_outbox(app.settings.outbox_dir, address, token)
+    outbox = f" {files} file(s) about them deleted from the outbox." if files else ""
     out.print(
         f"Erased {address}. {kept} delivery records kept without personal data; "
-        "the address is on the suppression list (as a salted hash)."
-        + (f" {files} file(s) about them deleted from the outbox." if files else "")
+        f"the address is on the suppression list (as a salted hash).{outbox}"
     )
 
 
