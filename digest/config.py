@@ -176,6 +176,18 @@ class Settings:
         note="After downtime, a missed send still runs (once) if it is at most this many "
         "hours late.",
     )  # fmt: skip
+    ledger_retention_days: int = setting(
+        400, v.whole_number(30, 36500),
+        "ledger rows (who got which edition) older than this are deleted by "
+        "`digest maintenance`; each edition keeps its totals",
+        heading="Retention (`digest maintenance`, also run weekly by the scheduler).",
+        commented=True,
+    )  # fmt: skip
+    bounce_retention_days: int = setting(
+        180, v.whole_number(30, 36500),
+        "bounce and complaint records older than this are deleted by `digest maintenance`; "
+        "each edition keeps its totals", commented=True,
+    )  # fmt: skip
     database_url: str = setting(
         "sqlite:///digest.sqlite3", v.plain_text,
         "SQLite beside `digest.toml`, or `postgresql+psycopg://user@host/db` "

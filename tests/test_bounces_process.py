@@ -269,3 +269,41 @@ def test_forged_verp_is_not_trusted(
     assert "matches no delivery" in result.output
     with factory() as session:
         assert session.scalar(select(Edition.status)) == "complete"
+
+
+def test_a_complaint_naming_only_its_recipient_finds_them(
+    week: dict[str, tuple[str, str]], config: Path, factory: sessionmaker[Session]
+) -> None:
+    from flask import Flask
+
+    from digest.bounces.webhook import make_blueprint
+
+    app = Flask(__name__)
+    hook = "s3cret-webhook-token-0123456789"
+    app.register_blueprint(make_blueprint(factory, secret=hook, verp_secret=None))
+    client = app.test_client()
+    complaint = {"type": "complaint", "recipient": READERS[2].upper(), "id": "evt-2"}
+    reply = client.post("/bounces/json", json=complaint, headers={"X-Digest-Secret": hook})
+    (result,) = reply.get_json()["results"]
+    assert result["counted"] == "complaint", result
+    assert "matched by recipient address" in result["line"]
+    assert status_of(factory, READERS[2]) == "complained"
+    stranger = {"type": "bounce", "recipient": "nobody@else.example", "status": "5.1.1",
+                "diagnostic": "550 5.1.1 <nobody@else.example>: no such user"}  # fmt: skip
+    reply = client.post("/bounces/json", json=stranger, headers={"X-Digest-Secret": hook})
+    assert reply.get_json()["results"][0]["counted"] == "unmatched"
+    with factory() as session:
+        references = session.scalars(select(BounceEvent.reference)).all()
+    assert "evt-2" in references
+    assert next(r for r in references if r.startswith("json:")).startswith("json:sha256:")
+    listed = digest(config, "bounces", "unmatched")
+    assert listed.exit_code == 0, listed.output
+    assert "550 5.1.1 <[address]>: no such user" in listed.output
+    assert "nobody@else.example" not in listed.output and READERS[2] not in listed.output
+
+
+def test_no_unmatched_events(config: Path, factory: sessionmaker[Session]) -> None:
+    listed = digest(config, "bounces", "unmatched")
+    assert listed.exit_code == 0 and "No unmatched bounces or complaints." in listed.output
+    as_json = digest(config, "bounces", "unmatched", "--format", "json")
+    assert as_json.output.strip() == "[]"

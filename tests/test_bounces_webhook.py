@@ -149,3 +149,30 @@ def test_ses_signed_notifications(client, factory, keypair) -> None:  # type: ig
     assert client.fetched[-1].endswith("ConfirmSubscription")
     with factory() as session:
         assert session.scalar(select(Delivery.id)) is None
+
+
+def test_a_complaint_finds_a_reader_never_sent_a_digest(client, factory) -> None:  # type: ignore[no-untyped-def]
+    import datetime as dt
+
+    from digest.store.db import transaction
+    from subscribers import service
+
+    headers = {"X-Digest-Secret": SECRET}
+    complaint = {"type": "complaint", "recipient": "JO@reader.example", "id": "evt-2"}
+    (result,) = client.post("/bounces/json", json=complaint, headers=headers).get_json()["results"]
+    assert result["counted"] == "complaint"
+    assert "no delivery, matched by recipient address" in result["line"]
+    assert status(factory) == "complained"
+    # a complaint about a confirmation email names it by its Message-ID alone
+    now = dt.datetime(2026, 11, 23, tzinfo=dt.UTC)
+    with transaction(factory) as session:
+        pending = service.add_subscriber(session, "new@reader.example", ["neurology"], now=now)
+        service.open_confirmation(session, pending, now=now, message_id="<conf-1@example.org>")
+    about = {"type": "complaint", "message_id": "<conf-1@example.org>", "id": "evt-3"}
+    (result,) = client.post("/bounces/json", json=about, headers=headers).get_json()["results"]
+    assert result["counted"] == "complaint" and "matched by Message-ID" in result["line"]
+    with factory() as session:
+        found = session.scalar(
+            select(Subscriber.status).where(Subscriber.email == "new@reader.example")
+        )
+    assert found == "complained"

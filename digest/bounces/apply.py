@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
@@ -19,6 +20,15 @@ from subscribers.models import SUPPRESSED, Status, Subscriber
 #: Soft bounces that suppress a reader, and how many editions they must span (§10).
 SOFT_LIMIT = 3
 SOFT_EDITIONS = 2
+#: What an address looks like in a server's words; replaced before anything is stored.
+_ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
+NO_ADDRESS = "[address]"
+
+
+def without_addresses(text: str) -> str:
+    """``text`` with every email address in it replaced by ``[address]``: a bounce's
+    diagnostic often names the recipient, and nothing stored may keep it."""
+    return _ADDRESS.sub(NO_ADDRESS, text)
 
 
 @dataclass(frozen=True)
@@ -46,7 +56,9 @@ def record(
     detail: str,
     now: dt.datetime,
 ) -> bool:
-    """Store the event; False when this very report was processed before."""
+    """Store the event; False when this very report was processed before. Nothing personal
+    is kept: no address (in ``detail`` they are replaced), and an unmatched event has no
+    link to anyone (``digest bounces unmatched`` lists those)."""
     delivery = str(match.delivery_id) if match else "-"
     print_ = fingerprint(reference, address, kind, status, delivery)
     if session.scalar(select(BounceEvent.id).where(BounceEvent.fingerprint == print_)):
@@ -59,9 +71,10 @@ def record(
             delivery_id=match.delivery_id if match else None,
             subscriber_id=match.subscriber_id if match else None,
             edition_id=match.edition_id if match else None,
+            matched_by=match.how if match else None,
             reference=reference[:255],
             fingerprint=print_,
-            detail=detail[:1000] or None,
+            detail=without_addresses(detail)[:1000] or None,
         )
     )
     session.flush()
@@ -86,12 +99,13 @@ def apply(
 
 
 def _note_in_ledger(
-    session: Session, delivery_id: int, kind: str, status: str, detail: str
+    session: Session, delivery_id: int | None, kind: str, status: str, detail: str
 ) -> None:
     """Add the bounce to the ledger row's detail (its status stays what the server said)."""
-    delivery = session.get(Delivery, delivery_id)
+    delivery = session.get(Delivery, delivery_id) if delivery_id is not None else None
     if delivery is None or kind == IGNORED:
         return
+    detail = without_addresses(detail)
     note = f"then {describe(kind, status)}" + (f": {detail}" if detail else "")
     delivery.detail = (f"{delivery.detail}; " if delivery.detail else "") + note[:300]
 
@@ -132,8 +146,8 @@ def _count_soft(session: Session, match: Match, *, now: dt.datetime) -> str:
 
 
 def _pause(session: Session, match: Match, status: str, detail: str) -> tuple[str, str]:
-    edition = session.get(Edition, match.edition_id)
-    assert edition is not None
+    edition = session.get(Edition, match.edition_id) if match.edition_id is not None else None
+    assert edition is not None, "only deliveries can be refused by policy"
     why = f"policy block {status or '(no code)'}" + (f": {detail[:200]}" if detail else "")
     if edition.status == EditionStatus.OPEN:
         edition.status = EditionStatus.PAUSED.value

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from digest.bounces.parse import Recipient, Report
 from digest.mail.verp import parse_verp
 from digest.store.models import Delivery, DeliveryStatus, Edition
-from subscribers.models import Subscriber
+from subscribers.models import Confirmation, Subscriber
 
 #: Rows that may have reached a mail server (a queued or skipped row cannot bounce).
 _HANDED_OVER = (
@@ -26,9 +26,11 @@ _HANDED_OVER = (
 
 @dataclass(frozen=True)
 class Match:
-    delivery_id: int
-    edition_id: int
-    edition_key: str
+    #: None for a complaint about someone who was never sent a digest (a confirmation
+    #: email, for one): it is tied to the reader alone.
+    delivery_id: int | None
+    edition_id: int | None
+    edition_key: str | None
     subscriber_id: int | None
     address: str | None  # None once the subscriber was erased
     how: str  # "VERP", "Message-ID" or "recipient address"
@@ -80,6 +82,28 @@ def by_address(session: Session, address: str) -> Match | None:
         .limit(1)
     )
     return _load(session, delivery_id, "recipient address") if delivery_id is not None else None
+
+
+def reader_only(session: Session, report: Report, address: str) -> Match | None:
+    """A complaint's reader when no delivery names them: by the Message-ID of their
+    confirmation email, or by their address. Complaints must never be lost."""
+    subscriber_id = None
+    if report.message_ids:
+        subscriber_id = session.scalar(
+            select(Confirmation.subscriber_id).where(
+                Confirmation.message_id.in_(report.message_ids)
+            )
+        )
+    how = "Message-ID"
+    if subscriber_id is None and address:
+        subscriber_id = session.scalar(
+            select(Subscriber.id).where(Subscriber.email_key == address.lower())
+        )
+        how = "recipient address"
+    if subscriber_id is None:
+        return None
+    email = session.scalar(select(Subscriber.email).where(Subscriber.id == subscriber_id))
+    return Match(None, None, None, subscriber_id, email, how)
 
 
 def match_report(session: Session, report: Report, secret: bytes | None) -> Match | None:

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from digest.bounces.apply import Outcome, apply, record
 from digest.bounces.classify import COMPLAINT, IGNORED, classify, describe
-from digest.bounces.match import Match, match_recipient, match_report
+from digest.bounces.match import Match, match_recipient, match_report, reader_only
 from digest.bounces.parse import Recipient, Report, parse_message
 from digest.config import Settings
 from digest.errors import DataError, EditionError
@@ -96,7 +96,11 @@ def handle(
         if report.feedback_type == "not-spam":
             return [Outcome("ignored", "feedback report 'not-spam' ignored")]
         recipient = report.recipients[0] if report.recipients else Recipient("", "complained", "")
-        return [_one(session, report, recipient, COMPLAINT, whole, now=now)]
+        # a complaint naming only its recipient still finds them: complaints are never lost
+        match = match_recipient(session, report, recipient, whole) or reader_only(
+            session, report, recipient.original or recipient.address
+        )
+        return [_one(session, report, recipient, COMPLAINT, match, now=now)]
     return [
         _one(
             session,
@@ -146,10 +150,12 @@ def _one(
         )
     reader = match.address or "(erased subscriber)"
     done, warning = apply(session, kind, status, match, detail, now=now)
-    line = (
-        f"{what} for {reader} (edition {match.edition_key}, delivery {match.delivery_id}, "
-        f"matched by {match.how}): {done}"
+    where = (
+        f"edition {match.edition_key}, delivery {match.delivery_id}"
+        if match.delivery_id is not None
+        else "no delivery"
     )
+    line = f"{what} for {reader} ({where}, matched by {match.how}): {done}"
     return Outcome(kind, line, warning)
 
 

@@ -3,9 +3,11 @@ the DNS records to publish (email-standards.md §7)."""
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import Select, and_, func, select
 from sqlalchemy.orm import Session
 
 from digest.bounces.classify import COMPLAINT, HARD, SOFT
@@ -55,25 +57,46 @@ class Deliverability:
 
 
 def deliverability(session: Session, key: str | None = None) -> Deliverability:
-    """Counts for one edition, or for every edition."""
-    edition_id: int | None = None
+    """Counts for one edition, or for every edition. An edition whose rows retention deleted
+    (``digest maintenance``) counts with the totals it kept."""
+    scope = select(Edition.id)
     if key is not None:
-        edition_id = session.scalar(select(Edition.id).where(Edition.key == key))
-        if edition_id is None:
+        edition = session.scalar(select(Edition).where(Edition.key == key))
+        if edition is None:
             raise EditionError(f"no edition {key}")
-    in_scope = [] if edition_id is None else [Delivery.edition_id == edition_id]
+        scope = scope.where(Edition.id == edition.id)
+    live = live_counts(session, scope.where(Edition.archived_at.is_(None)))
+    kept = [t for (t,) in session.execute(select(Edition.totals).where(
+        Edition.id.in_(scope), Edition.archived_at.is_not(None), Edition.totals.is_not(None)
+    ))]  # fmt: skip
+    total = {name: live[name] + sum(int(t.get(name, 0)) for t in kept) for name in live}
+    total["sent"] = live["sent"] + sum(int(t.get("statuses", {}).get("sent", 0)) for t in kept)
+    return Deliverability(
+        scope=f"edition {key}" if key else "all editions",
+        sent=total["sent"],
+        hard=total[HARD],
+        soft=total[SOFT],
+        complained=total[COMPLAINT],
+        unsubscribed=total["unsubscribed"],
+    )
+
+
+def live_counts(session: Session, editions: Select[Any]) -> dict[str, int]:
+    """Sent messages, bounced and complained deliveries and readers who unsubscribed after
+    a digest, counted from the rows of the editions ``editions`` selects."""
+    in_scope = Delivery.edition_id.in_(editions)
     sent = session.scalar(
         select(func.count())
         .select_from(Delivery)
-        .where(Delivery.status == DeliveryStatus.SENT.value, *in_scope)
+        .where(Delivery.status == DeliveryStatus.SENT.value, in_scope)
     )
 
     def events(kind: str) -> int:
         query = select(func.count(func.distinct(BounceEvent.delivery_id))).where(
-            BounceEvent.kind == kind, BounceEvent.delivery_id.is_not(None)
+            BounceEvent.kind == kind,
+            BounceEvent.delivery_id.is_not(None),
+            BounceEvent.edition_id.in_(editions),
         )
-        if edition_id is not None:
-            query = query.where(BounceEvent.edition_id == edition_id)
         return int(session.scalar(query) or 0)
 
     unsubscribed = session.scalar(
@@ -87,16 +110,15 @@ def deliverability(session: Session, key: str | None = None) -> Deliverability:
                 Subscriber.unsubscribed_at >= Delivery.sent_at,
             ),
         )
-        .where(Delivery.status == DeliveryStatus.SENT.value, *in_scope)
+        .where(Delivery.status == DeliveryStatus.SENT.value, in_scope)
     )
-    return Deliverability(
-        scope=f"edition {key}" if key else "all editions",
-        sent=int(sent or 0),
-        hard=events(HARD),
-        soft=events(SOFT),
-        complained=events(COMPLAINT),
-        unsubscribed=int(unsubscribed or 0),
-    )
+    return {
+        "sent": int(sent or 0),
+        HARD: events(HARD),
+        SOFT: events(SOFT),
+        COMPLAINT: events(COMPLAINT),
+        "unsubscribed": int(unsubscribed or 0),
+    }
 
 
 def dns_lines(settings: Settings) -> list[str]:
@@ -128,3 +150,35 @@ def dns_lines(settings: Settings) -> list[str]:
     )
     lines.append("        (start with p=none and read the reports; then quarantine or reject)")
     return lines
+
+
+@dataclass(frozen=True)
+class UnmatchedEvent:
+    """A bounce or complaint that named no known delivery or reader (kept without the
+    address it named, until ``bounce_retention_days``)."""
+
+    received_at: dt.datetime
+    kind: str
+    status: str
+    reference: str
+    detail: str
+
+
+def unmatched_events(session: Session, limit: int = 100) -> list[UnmatchedEvent]:
+    """The latest unmatched events, newest first."""
+    rows = session.execute(
+        select(
+            BounceEvent.received_at,
+            BounceEvent.kind,
+            BounceEvent.status,
+            BounceEvent.reference,
+            BounceEvent.detail,
+        )
+        .where(BounceEvent.matched_by.is_(None))
+        .order_by(BounceEvent.received_at.desc(), BounceEvent.id.desc())
+        .limit(limit)
+    ).all()
+    return [
+        UnmatchedEvent(at, kind, status or "", reference, detail or "")
+        for at, kind, status, reference, detail in rows
+    ]

@@ -14,6 +14,7 @@ confirmed by fetching its (amazonaws.com) SubscribeURL.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 import re
@@ -144,7 +145,15 @@ def json_report(payload: Mapping[str, Any]) -> Report:
     if kind not in ("bounce", "complaint"):
         raise DataError('"type" must be "bounce" or "complaint"')
     address = _text(payload, "recipient", 320).strip().lower()
-    reference = _text(payload, "id", 200) or "json:" + json.dumps(payload, sort_keys=True)[:180]
+    # without a provider id, a hash of the payload tells repeats apart; the payload itself
+    # names the recipient and is never stored
+    reference = (
+        _text(payload, "id", 200)
+        or "json:sha256:"
+        + hashlib.sha256(
+            json.dumps(payload, sort_keys=True, default=str).encode("utf-8", "replace")
+        ).hexdigest()
+    )
     message_id = _text(payload, "message_id", 255)
     envelope = _text(payload, "envelope", 320)
     recipient = Recipient(

@@ -7,9 +7,18 @@ import click
 
 from digest.bounces.process import process_messages, resume_edition
 from digest.bounces.report import deliverability as deliverability_report
-from digest.bounces.report import dns_lines
+from digest.bounces.report import dns_lines, unmatched_events
 from digest.bounces.sources import ImapSource, read_source
-from digest.cli.base import Context, chosen_key, edition_argument, err, out, pass_app
+from digest.cli.base import (
+    Context,
+    chosen_key,
+    edition_argument,
+    err,
+    format_option,
+    out,
+    pass_app,
+    print_rows,
+)
 from digest.errors import DataError
 from digest.store.db import transaction, utcnow
 
@@ -86,6 +95,29 @@ def resume_command(app: Context, key: str) -> None:
     with transaction(app.factory) as session:
         resume_edition(session, key)
     out.print(f"Edition {key} is open again: `digest send` goes on with it.")
+
+
+@bounces.command("unmatched")
+@click.option("--limit", type=click.IntRange(1), default=100, show_default=True)
+@format_option
+@pass_app
+def unmatched_command(app: Context, limit: int, fmt: str) -> None:
+    """Bounces and complaints that matched no delivery and no reader, newest first. They
+    are kept without the address they named (look the reference up at your provider).
+
+    \b
+    Example:
+      digest bounces unmatched --format csv
+    """
+    with app.factory() as session:
+        events = unmatched_events(session, limit)
+    if not events and fmt == "table":
+        out.print("No unmatched bounces or complaints.")
+        return
+    rows = [
+        (f"{e.received_at:%Y-%m-%d %H:%M}", e.kind, e.status, e.reference, e.detail) for e in events
+    ]
+    print_rows(fmt, ("received", "kind", "status", "reference", "detail"), rows)
 
 
 @click.command()

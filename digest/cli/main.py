@@ -11,6 +11,7 @@ from digest.cli.base import Context, DigestGroup
 from digest.cli.bounces import bounces, deliverability
 from digest.cli.categories import categories
 from digest.cli.editions import deliveries, editions
+from digest.cli.maintenance import maintenance
 from digest.cli.preview import check, preview, templates
 from digest.cli.schedule import schedule
 from digest.cli.send import send
@@ -55,6 +56,7 @@ for command in (
     templates,
     bounces,
     deliverability,
+    maintenance,
     serve,
 ):
     cli.add_command(command)

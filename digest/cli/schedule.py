@@ -1,7 +1,8 @@
 """``digest schedule`` (and ``python scheduler.py``): APScheduler wiring, in the foreground.
 
-No business logic: the job calls :func:`digest.edition.run.run_edition`, like the CLI. The job
-lives in the project's database (table ``scheduler_jobs``), so after downtime a missed run
+No business logic: the job calls :func:`digest.edition.run.run_edition`, like the CLI; a
+second job runs ``digest maintenance`` (retention) every Sunday at 03:30. The jobs
+live in the project's database (table ``scheduler_jobs``), so after downtime a missed run
 happens once (``coalesce``), if it is at most ``misfire_grace_hours`` late.
 """
 
@@ -29,15 +30,21 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.triggers.cron import CronTrigger
 
+from digest.bounces.retention import Retention
 from digest.cli.base import Context, pass_app, transport_for
+from digest.cli.maintenance import run_maintenance
 from digest.config import Settings, load_settings
 from digest.edition.run import EditionReport, run_edition
 from digest.errors import DigestError
 from digest.planning.when import Schedule
-from digest.store.db import make_engine
+from digest.store.db import make_engine, utcnow
+from digest.store.schema import open_database
 
 log = logging.getLogger("digest.scheduler")
 JOB_ID = "digest-edition"
+#: Retention (``digest maintenance``), weekly: Sunday 03:30 in the list's time zone.
+MAINTENANCE_JOB_ID = "digest-maintenance"
+MAINTENANCE_TIME = {"day_of_week": "sun", "hour": 3, "minute": 30}
 JOBS_TABLE = "scheduler_jobs"
 
 #: Set by SIGTERM/SIGINT: a running send stops after its current batch.
@@ -65,6 +72,15 @@ def scheduled_send(config_path: str | None) -> EditionReport:
             " (stopped early)" if report.stopped else "",
         )
     return report
+
+
+def scheduled_maintenance(config_path: str | None) -> Retention:
+    """The weekly job: delete what is past its keeping period (``digest maintenance``)."""
+    settings = load_settings(Path(config_path) if config_path else None)
+    result = run_maintenance(settings, open_database(settings), now=utcnow())
+    for line in result.lines():
+        log.info("maintenance: %s", line)
+    return result
 
 
 def trigger_for(schedule: Schedule) -> CronTrigger:
@@ -102,10 +118,22 @@ def build_scheduler(
             replace_existing=True,
         )
         log.info("scheduled %s (%s)", JOB_ID, trigger)
+    weekly = CronTrigger(timezone=schedule.zone, **MAINTENANCE_TIME)
+    kept = store.lookup_job(MAINTENANCE_JOB_ID)
+    if kept is None or str(kept.trigger) != str(weekly) or kept.args != (config_path,):
+        scheduler.add_job(
+            scheduled_maintenance,
+            weekly,
+            args=(config_path,),
+            id=MAINTENANCE_JOB_ID,
+            name="weekly maintenance (retention)",
+            replace_existing=True,
+        )
 
     def after_run(event: JobExecutionEvent) -> None:
         if event.exception is not None:
-            log.error("edition run failed: %s", event.exception)
+            what = "maintenance" if event.job_id == MAINTENANCE_JOB_ID else "edition run"
+            log.error("%s failed: %s", what, event.exception)
         job = scheduler.get_job(JOB_ID)
         if job is not None and job.next_run_time is not None:
             log.info("next edition run at %s", job.next_run_time.isoformat())

@@ -25,6 +25,7 @@ from digest.cli.subscriber_reports import (
 )
 from digest.edition.audience import erase_subscriber, last_deliveries
 from digest.errors import DataError, SubscriberError
+from digest.mail.transports.file import forget as forget_in_outbox
 from digest.store.db import transaction, utcnow
 from subscribers import service
 from subscribers.csvio import write_csv, write_json
@@ -352,10 +353,13 @@ def erase(app: Context, email: str, yes: bool) -> None:
     if not yes:
         click.confirm(f"Erase {address} and all their data? This cannot be undone", abort=True)
     with transaction(factory) as session:
-        kept = erase_subscriber(session, _find(session, address), now=utcnow())
+        token = (subscriber := _find(session, address)).token  # for the outbox, below
+        kept = erase_subscriber(session, subscriber, now=utcnow())
+    files = forget_in_outbox(app.settings.outbox_dir, address, token)
+    outbox = f" {files} file(s) about them deleted from the outbox." if files else ""
     out.print(
         f"Erased {address}. {kept} delivery records kept without personal data; "
-        "the address is on the suppression list (as a salted hash)."
+        f"the address is on the suppression list (as a salted hash).{outbox}"
     )
 
 

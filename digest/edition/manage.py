@@ -69,12 +69,14 @@ def _info(session: Session, edition: Edition, *, with_variants: bool) -> Edition
         rows = session.scalars(
             select(Variant).where(Variant.edition_id == edition.id).order_by(Variant.number)
         )
+        archived = edition.totals if edition.archived_at is not None else None
+        kept = dict((archived or {}).get("variants", {}))
         variants = tuple(
             VariantInfo(
                 v.number,
                 tuple(sorted(names.get(c, f"#{c}") for c in v.category_ids)),
                 len(v.summary_ids),
-                recipients.get(v.id, 0),
+                kept.get(str(v.number), recipients.get(v.id, 0)),
                 len(v.notice_ids or ()),
             )
             for v in rows
@@ -85,11 +87,18 @@ def _info(session: Session, edition: Edition, *, with_variants: bool) -> Edition
         created_at=edition.created_at,
         cutoff=edition.cutoff,
         completed_at=edition.completed_at,
-        counts=ledger.counts_by_status(session, edition.id),
+        counts=_counts(session, edition),
         variants=variants,
         notices_sent=notices_sent(session, edition.id),
         notices_planned=notices_planned(session, edition.id),
     )
+
+
+def _counts(session: Session, edition: Edition) -> Counter[str]:
+    """Deliveries by status; the totals an edition kept once retention deleted its rows."""
+    if edition.archived_at is not None and edition.totals is not None:
+        return Counter({k: int(n) for k, n in dict(edition.totals.get("statuses", {})).items()})
+    return ledger.counts_by_status(session, edition.id)
 
 
 def cancel_edition(session: Session, key: str) -> int:

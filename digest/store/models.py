@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -92,6 +93,12 @@ class Edition(Base):
     status: Mapped[str] = mapped_column(String(20), default=EditionStatus.OPEN.value)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     completed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    #: When :attr:`totals` were fixed, before retention deleted ledger rows or bounce events
+    #: of this edition (``digest maintenance``); None while everything is counted live.
+    archived_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    #: The edition's counts as they were then: ``{"statuses": {"sent": n, ...}, "hard": n,
+    #: "soft": n, "complaint": n, "unsubscribed": n}``; reports read these once set.
+    totals: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
 
     variants: Mapped[list[Variant]] = relationship(
         back_populates="edition", order_by="Variant.number"
@@ -228,11 +235,15 @@ class BounceEvent(Base):
     edition_id: Mapped[int | None] = mapped_column(
         ForeignKey("editions.id", ondelete="SET NULL"), index=True
     )
-    #: What came in: the report's Message-ID, or ``sha256:<hex>`` of its bytes.
+    #: How it was tied to a delivery (``VERP``, ``Message-ID``, ``recipient address``), or
+    #: None: unmatched (``digest bounces unmatched``).
+    matched_by: Mapped[str | None] = mapped_column(String(20))
+    #: What came in: the report's Message-ID, ``sha256:<hex>`` of its bytes, a provider's
+    #: event id, or ``json:sha256:<hex>`` of a webhook payload without one (never an address).
     reference: Mapped[str] = mapped_column(String(255))
     #: The same report seen twice (a re-run, a re-polled mailbox) is recorded once.
     fingerprint: Mapped[str] = mapped_column(String(64), unique=True)
-    #: The remote server's words, shortened.
+    #: The remote server's words, shortened, with any address replaced by ``[address]``.
     detail: Mapped[str | None] = mapped_column(Text)
 
 

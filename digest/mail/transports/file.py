@@ -61,3 +61,23 @@ def _html_part(message: bytes) -> bytes | None:
         if part.get_content_type() == "text/html":
             return str(part.get_content()).encode("utf-8")
     return None
+
+
+def forget(directory: Path, address: str, token: str) -> int:
+    """Delete what the outbox holds about one person (erasure): their messages, named after
+    their address, and any page written from one of them (a variant's HTML carries its
+    first reader's links). Returns how many files were deleted."""
+    if not directory.is_dir():
+        return 0
+    own_name = _UNSAFE.sub("_", address).lower() + ".eml"
+    deleted = 0
+    for path in sorted(directory.glob("*/*")):
+        if not path.is_file():
+            continue
+        mine = path.name.lower() == own_name
+        if not mine and path.suffix == ".html":
+            mine = token.encode("ascii", "replace") in path.read_bytes()
+        if mine:
+            path.unlink()
+            deleted += 1
+    return deleted
