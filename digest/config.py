@@ -36,7 +36,8 @@ CONFIG_FILENAME = "digest.toml"
 #: other ``DIGEST_*`` variable is refused like an unknown key in the file.
 OTHER_VARIABLES = {
     "DIGEST_CONFIG": "the config file to use (the same as `--config`)",
-    "DIGEST_NOW": "the time every command takes as now (ISO 8601), for tests and replays",
+    "DIGEST_NOW": "the time every command takes as now, for tests and replays: ISO 8601 with "
+    "its offset, such as `2026-12-07T08:00:00+00:00`",
     "DIGEST_ADMIN_PASSWORD": "the password of the admin pages",
     "DIGEST_MJML_VALIDATOR": "the `mjml` command `digest check` validates templates with",
     "DIGEST_TEST_DATABASE_URL": "the PostgreSQL database the tests use besides SQLite",

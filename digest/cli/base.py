@@ -4,6 +4,7 @@ and lazily), the transport of a run, output consoles and formats, and the editio
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import json
 import re
 import sys
@@ -18,6 +19,7 @@ from rich.console import Console, ConsoleDimensions
 from rich.table import Table
 from sqlalchemy.orm import Session, sessionmaker
 
+from digest import clock
 from digest.config import Settings, load_settings
 from digest.delivery.transport import make_transport
 from digest.errors import DigestError
@@ -63,8 +65,8 @@ class DigestGroup(click.Group):
 
 
 class Context:
-    """The state of one ``digest`` run (``ctx.obj``): the config path given, and the settings
-    and session factory, each loaded on first use and only once."""
+    """The state of one ``digest`` run (``ctx.obj``): the config path given, and the settings,
+    session factory and time of the run, each loaded on first use and only once."""
 
     def __init__(self, config_path: str | None = None, origin: str | None = None) -> None:
         self.config_path = config_path
@@ -74,6 +76,12 @@ class Context:
     def settings(self) -> Settings:
         path = Path(self.config_path) if self.config_path else None
         return load_settings(path, origin=self.origin if path else None)
+
+    @cached_property
+    def now(self) -> dt.datetime:
+        """The time of this run (aware, UTC): ``DIGEST_NOW`` when set (for tests and
+        replays), else the moment it is first asked for. Commands pass it down as ``now``."""
+        return clock.now()
 
     @cached_property
     def factory(self) -> sessionmaker[Session]:

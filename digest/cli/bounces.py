@@ -11,7 +11,7 @@ from digest.bounces.report import dns_lines
 from digest.bounces.sources import ImapSource, read_source
 from digest.cli.base import Context, chosen_key, edition_argument, err, out, pass_app
 from digest.errors import DataError
-from digest.store.db import transaction, utcnow
+from digest.store.db import transaction
 
 
 @click.group()
@@ -48,7 +48,7 @@ def process_command(
     if source is None and imap_url is None:
         raise DataError("give a SOURCE (file, mbox, Maildir or -) or --imap URL")
     settings, factory = app.settings, app.factory
-    now = utcnow()
+    now = app.now
     reports = []
     if source is not None:
         reports.append(

@@ -25,7 +25,7 @@ from digest.cli.subscriber_reports import (
 )
 from digest.edition.audience import erase_subscriber, last_deliveries
 from digest.errors import DataError, SubscriberError
-from digest.store.db import transaction, utcnow
+from digest.store.db import transaction
 from subscribers import service
 from subscribers.csvio import write_csv, write_json
 from subscribers.importing import import_csv
@@ -98,7 +98,7 @@ def add(
             session,
             email,
             categories,
-            now=utcnow(),
+            now=app.now,
             name=name,
             confirmed=confirmed,
             timezone=timezone,
@@ -109,7 +109,9 @@ def add(
         topics = ", ".join(c.name for c in subscriber.categories)
     out.print(f"Added {address} ({status}) to {topics}.")
     if status == Status.PENDING:
-        confirmations_said(settings, confirm_by_email(settings, factory, [subscriber_id]))
+        confirmations_said(
+            settings, confirm_by_email(settings, factory, [subscriber_id], now=app.now)
+        )
 
 
 @subscribers.command("import")
@@ -149,7 +151,7 @@ def import_(
     result = import_csv(
         factory,
         Path(file),
-        now=utcnow(),
+        now=app.now,
         confirmed=confirmed,
         skip_invalid=skip_invalid,
         dry_run=dry_run,
@@ -168,7 +170,7 @@ def import_(
     if dry_run:
         return
     if result.pending:
-        confirmations_said(settings, confirm_by_email(settings, factory, None))
+        confirmations_said(settings, confirm_by_email(settings, factory, None, now=app.now))
 
 
 @contextmanager
@@ -318,9 +320,9 @@ def unsubscribe(app: Context, email: str, category: str | None) -> None:
     with transaction(factory) as session:
         subscriber = _find(session, email)
         if category:
-            changed = service.unsubscribe_category(session, subscriber, category, now=utcnow())
+            changed = service.unsubscribe_category(session, subscriber, category, now=app.now)
         else:
-            changed = service.unsubscribe(session, subscriber, now=utcnow())
+            changed = service.unsubscribe(session, subscriber, now=app.now)
         address, status = subscriber.email, subscriber.status
         left = ", ".join(c.name for c in subscriber.categories)
     if not changed:
@@ -352,7 +354,7 @@ def erase(app: Context, email: str, yes: bool) -> None:
     if not yes:
         click.confirm(f"Erase {address} and all their data? This cannot be undone", abort=True)
     with transaction(factory) as session:
-        kept = erase_subscriber(session, _find(session, address), now=utcnow())
+        kept = erase_subscriber(session, _find(session, address), now=app.now)
     out.print(
         f"Erased {address}. {kept} delivery records kept without personal data; "
         "the address is on the suppression list (as a salted hash)."
@@ -389,7 +391,7 @@ def send_confirmations_(app: Context) -> None:
       digest subscribers send-confirmations
     """
     settings, factory = app.settings, app.factory
-    report = confirm_by_email(settings, factory, None)
+    report = confirm_by_email(settings, factory, None, now=app.now)
     if not report.sent and not report.failed:
         out.print("No pending subscriber is waiting for a confirmation email.")
     confirmations_said(settings, report)
