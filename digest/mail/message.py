@@ -34,7 +34,9 @@ from subscribers.tokens import TOKEN_LENGTH
 
 MAX_LINE = 998
 _POLICY = email.policy.SMTP
-_QP_SAFE = frozenset(range(33, 127)) - {ord("=")}
+#: Octets quoted-printable writes as they are: printable ASCII but "=", and the space
+#: (RFC 2045 §6.7 rule 3), which :func:`qp_encode` escapes only at the end of a line.
+_QP_SAFE = frozenset(range(32, 127)) - {ord("=")}
 _QP_ESCAPES = {b: f"={b:02X}" for b in range(256) if b not in _QP_SAFE}
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9 .'_-]{1,60}")
 _MESSAGE_ID = re.compile(r"<[^@\s<>]+@[^@\s<>]+>")
@@ -97,20 +99,24 @@ def qp_encode(text: str, protected: str = "") -> bytes:
     and ``protected`` never split by a soft line break.
 
     Each line is escaped in one ``str.translate`` call (bytes as Latin-1 characters), then
-    cut into soft lines: never inside an ``=XX`` escape nor inside ``protected``, and a dot
-    opening a line is escaped too (safe from SMTP dot-stuffing mistakes)."""
+    cut into soft lines: never inside an ``=XX`` escape nor inside ``protected``. Spaces stay
+    as they are except the last one of a line (rule 3: no white space before a line break).
+    A dot opening an encoded line is escaped (safe from SMTP dot-stuffing mistakes), and so
+    is the F of a "From " opening one (safe from mbox ``>From`` quoting)."""
     out: list[str] = []
     width = len(protected)
     for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
         data = line.encode("utf-8").decode("latin-1").translate(_QP_ESCAPES)
+        if data.endswith(" "):
+            data = data[:-1] + "=20"
         end = len(data)
-        if end <= 75 and not data.startswith("."):
+        if end <= 75 and not data.startswith((".", "From ")):
             out.append(data)
             continue
         tokens = _starts(data, protected) if width and protected in data else ()
         pos = 0
         while True:
-            prefix, start = ("=2E", pos + 1) if data.startswith(".", pos) else ("", pos)
+            prefix, start = _line_start(data, pos)
             cut = start + 75 - len(prefix)
             if cut >= end:
                 out.append(prefix + data[start:])
@@ -126,6 +132,16 @@ def qp_encode(text: str, protected: str = "") -> bytes:
             out.append(prefix + data[start:cut] + "=")
             pos = cut
     return "\r\n".join(out).encode("ascii")
+
+
+def _line_start(data: str, pos: int) -> tuple[str, int]:
+    """How an encoded line starting at ``pos`` opens: the escape of a first octet that
+    must not appear as it is (a dot, the F of "From "), and where the rest begins."""
+    if data.startswith(".", pos):
+        return "=2E", pos + 1
+    if data.startswith("From ", pos):
+        return "=46", pos + 1
+    return "", pos
 
 
 def _starts(data: str, needle: str) -> list[int]:
@@ -196,6 +212,57 @@ def encoded_words(text: str) -> list[str]:
     return [f"=?utf-8?b?{base64.b64encode(c).decode('ascii')}?=" for c in [*chunks, chunk]]
 
 
+#: RFC 5322's recommended line length, and an encoded-word's overhead (RFC 2047).
+_FOLD_AT = 78
+_WORD_OVERHEAD = len("=?utf-8?q??=")
+
+
+def _plain_word(word: str, room: int) -> bool:
+    """Whether ``word`` can stand in a header as it is: printable ASCII that no decoder
+    could take for an encoded-word, and short enough for a line of its own."""
+    return word.isascii() and word.isprintable() and "=?" not in word and len(word) <= room
+
+
+def subject_header(subject: str, name: str = "Subject") -> bytes:
+    """The ``Subject`` line (any unstructured header), folded at spaces into lines of at
+    most 78 characters (RFC 5322 §2.2.3), the first never left empty. Runs of words that
+    are not plain ASCII become Q encoded-words (RFC 2047) of UTF-8, split between
+    characters; the spaces inside a run are encoded with it, so every space reads back."""
+    words = one_line(subject).split(" ")
+    head = f"{name}:"
+    first_room = _FOLD_AT - len(head) - 1
+    atoms: list[tuple[bool, str]] = []  # (encoded, text); consecutive encoded words merge
+    for index, word in enumerate(words):
+        plain = _plain_word(word, first_room if index == 0 else _FOLD_AT - 1)
+        if not plain and atoms and atoms[-1][0]:
+            atoms[-1] = (True, f"{atoms[-1][1]} {word}")
+        else:
+            atoms.append((not plain, word))
+    lines, line = [], head
+    for encoded, text in atoms:
+        if not encoded:
+            if line != head and len(line) + 1 + len(text) > _FOLD_AT:
+                lines.append(line)
+                line = ""
+            line += " " + text
+            continue
+        pieces = [_q_char(char) for char in text]
+        while pieces:
+            room = min(_FOLD_AT - len(line) - 1, 75) - _WORD_OVERHEAD
+            taken = size = 0
+            while taken < len(pieces) and size + len(pieces[taken]) <= room:
+                size += len(pieces[taken])
+                taken += 1
+            if not taken:  # no room left on this line: the word starts the next one
+                lines.append(line)
+                line = ""
+                continue
+            line += f" =?utf-8?q?{''.join(pieces[:taken])}?="
+            pieces = pieces[taken:]
+    lines.append(line)
+    return ("\r\n".join(lines) + "\r\n").encode("ascii")
+
+
 def to_header(address: str, name: str | None) -> bytes:
     """The ``To`` header line; names never carry CR/LF into it.
 
@@ -263,7 +330,7 @@ def build_template(
             f"Date: {format_datetime(date.astimezone(dt.UTC))}\r\n".encode("ascii"),
             _fold("From", Address(identity.sender_name, addr_spec=identity.sender_address)),
             _SLOT_TO.encode("ascii"),
-            _fold("Subject", subject_prefix + rendered.subject),
+            subject_header(subject_prefix + rendered.subject),
             b"Message-ID: " + _SLOT_MID.encode("ascii") + b"\r\n",
             _fold("Reply-To", identity.reply_to) if identity.reply_to else b"",
             _fold("List-Id", formataddr((identity.site_name, identity.list_id), "utf-8")),

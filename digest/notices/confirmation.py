@@ -35,6 +35,7 @@ from digest.mail.message import (
     alternative_body,
     new_placeholder,
     one_line,
+    subject_header,
 )
 from digest.mail.transports.base import DeliveryFailed, Envelope, Transport
 from digest.render.renderer import DIGEST_CSS, Rendered, Renderer
@@ -125,7 +126,7 @@ def build_confirmation(
             f"Date: {format_datetime(date.astimezone(dt.UTC))}\r\n".encode("ascii"),
             _header("From", Address(settings.sender_name, addr_spec=settings.sender_address)),
             _SLOT_TO,
-            _header("Subject", rendered.subject),
+            subject_header(rendered.subject),
             b"Message-ID: " + _SLOT_MID + b"\r\n",
             _header("Reply-To", settings.reply_to) if settings.reply_to else b"",
             b"Auto-Submitted: auto-generated\r\n",
