@@ -31,8 +31,8 @@ STAGES = (
     ("digest/edition/locks.py", "renew", "   SendLock.renew (per batch)"),
     ("digest/edition/sender.py", "_one", "   Sender._one (per message)"),
     ("digest/mail/message.py", "personalize", "   MessageTemplate.personalize"),
-    ("digest/mail/message.py", "to_header", "   to_header"),
-    ("digest/mail/message.py", "_fold", "   _fold (email.headerregistry)"),
+    ("digest/mail/headers.py", "to_header", "   to_header"),
+    ("digest/mail/headers.py", "header_line", "   header_line (email.headerregistry)"),
 )
 
 

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from digest.config import Settings
 from digest.errors import MessageError
+from digest.mail.headers import subject_header, to_header
 from digest.mail.message import (
     MessageIds,
     Recipient,
@@ -24,8 +25,6 @@ from digest.mail.message import (
     message_problems,
     new_placeholder,
     qp_encode,
-    subject_header,
-    to_header,
 )
 from digest.render.renderer import Rendered
 from subscribers.tokens import new_token

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from digest.config import Settings
 from digest.errors import MessageError, TransportUnavailable
+from digest.mail.headers import one_line, subject_header
 from digest.mail.message import (
     MAX_LINE,
     SAMPLE,
@@ -34,8 +35,6 @@ from digest.mail.message import (
     Recipient,
     alternative_body,
     new_placeholder,
-    one_line,
-    subject_header,
 )
 from digest.mail.transports.base import DeliveryFailed, Envelope, Transport
 from digest.render.renderer import DIGEST_CSS, Rendered, Renderer

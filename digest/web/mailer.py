@@ -13,7 +13,7 @@ from email.policy import SMTP
 from email.utils import format_datetime, make_msgid
 
 from digest.config import Settings
-from digest.mail.message import one_line
+from digest.mail.headers import one_line
 from digest.mail.transports.base import Envelope, Transport
 from digest.notices.confirmation import ConfirmationRenderer
 from digest.render.renderer import Rendered
