@@ -76,10 +76,12 @@ class Settings:
         heading="Where the subscriber pages (unsubscribe, preferences) are served. Must be https.",
     )  # fmt: skip
     sender_name: str = setting(
-        REQUIRED, v.plain_text, "the name the email is from",
-        example="Spinal Cord Research Digest",
+        "", v.plain_text, "the name the email is from, only when it is not `site_name`",
+        example="Spinal Cord Research Help", commented=True, default_text="`site_name`",
         heading="Who the email comes from. Use an address at a domain you control "
         "(SPF, DKIM, DMARC).",
+        note="The From name is site_name (one brand name everywhere); set sender_name only "
+        "to use\nanother one.",
     )  # fmt: skip
     sender_address: str = setting(
         REQUIRED, v.email_address, "the address the email is from, in a domain you control",
@@ -238,6 +240,10 @@ class Settings:
     )  # fmt: skip
     #: The file these settings were read from (None: the environment alone).
     config_path: Path | None = None
+
+    def __post_init__(self) -> None:
+        if not self.sender_name:  # one brand name: the From name is the site's by default
+            object.__setattr__(self, "sender_name", self.site_name)
 
     @property
     def zone(self) -> ZoneInfo:
