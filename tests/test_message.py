@@ -373,3 +373,19 @@ def test_long_subjects_of_a_whole_message_parse_back(settings: Settings) -> None
         assert b"Subject:\r\n" not in head
         msg = email.message_from_bytes(raw, policy=email.policy.default)
         assert str(msg["Subject"]) == subject
+
+
+def test_the_links_email_folds_a_long_subject_as_the_digest_does(settings: Settings) -> None:
+    from dataclasses import replace
+
+    from digest.notices.confirmation import ConfirmationRenderer
+    from digest.web.mailer import build_links_message, render_links
+
+    settings = replace(settings, site_name="Forschung zu Rückenmarksverletzungen für Angehörige")
+    rendered = render_links(ConfirmationRenderer(settings), "t" * 43)
+    _, raw = build_links_message(settings, rendered, to="a@example.org", name=None, now=DATE)
+    head = raw.split(b"\r\n\r\n", 1)[0]
+    assert b"Subject:\r\n" not in head and all(len(line) <= 78 for line in head.split(b"\r\n"))
+    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    assert len(msg.get_all("Subject") or []) == 1
+    assert msg["Subject"] == f"Your links for the {settings.site_name} digest"
