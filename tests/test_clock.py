@@ -8,6 +8,7 @@ import email.policy
 import json
 import logging
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from click.testing import CliRunner, Result
 from sqlalchemy import Engine, select
 
 from digest import clock
+from digest.bounces import webhook
 from digest.cli import schedule as scheduler
 from digest.config import Settings
 from digest.errors import SetupError
@@ -169,11 +171,14 @@ def test_the_web_clock_starts_at_digest_now(
     settings: Settings, engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("DIGEST_NOW", NEXT_MONDAY)
+    settings = replace(settings, bounce_webhook_secret="s" * 16)
     app = create_app(settings, engine)
     web = app.extensions[EXTENSION]
     assert isinstance(web, WebApp)
     started = web.now()
     assert dt.timedelta(0) <= started - clock.parse_now(NEXT_MONDAY) < dt.timedelta(minutes=1)
+    webhooks = app.extensions[webhook.EXTENSION]  # bounces it takes are dated on that clock
+    assert dt.timedelta(0) <= webhooks.now() - started < dt.timedelta(minutes=1)
     monkeypatch.setenv("DIGEST_NOW", "soon")
     with pytest.raises(SetupError, match="DIGEST_NOW is 'soon'"):
         create_app(settings, engine)

@@ -80,7 +80,8 @@ class Context:
     @cached_property
     def now(self) -> dt.datetime:
         """The time of this run (aware, UTC): ``DIGEST_NOW`` when set (for tests and
-        replays), else the moment it is first asked for. Commands pass it down as ``now``."""
+        replays), else the real time when the run started (the root command reads it first,
+        so a bad ``DIGEST_NOW`` stops every command). Commands pass it down as ``now``."""
         return clock.now()
 
     @cached_property

@@ -82,7 +82,9 @@ def create_app(
 
         verp = settings.verp_secret.encode() if settings.verp_secret else None
         app.register_blueprint(
-            make_blueprint(factory, secret=settings.bounce_webhook_secret, verp_secret=verp)
+            make_blueprint(
+                factory, secret=settings.bounce_webhook_secret, verp_secret=verp, now=now
+            )
         )
     return app
 
