@@ -33,8 +33,8 @@ STAGES = (
     ("digest/delivery/locks.py", "renew", "   SendLock.renew (per batch)"),
     ("digest/delivery/sender.py", "_one", "   Sender._one (per message)"),
     ("digest/mail/message.py", "personalize", "   MessageTemplate.personalize"),
-    ("digest/mail/message.py", "to_header", "   to_header"),
-    ("digest/mail/message.py", "_fold", "   _fold (RFC 2047 display names)"),
+    ("digest/mail/headers.py", "to_header", "   to_header"),
+    ("digest/mail/headers.py", "header_line", "   header_line (RFC 2047 display names)"),
 )
 
 

@@ -36,7 +36,8 @@ CONFIG_FILENAME = "digest.toml"
 #: other ``DIGEST_*`` variable is refused like an unknown key in the file.
 OTHER_VARIABLES = {
     "DIGEST_CONFIG": "the config file to use (the same as `--config`)",
-    "DIGEST_NOW": "the time every command takes as now (ISO 8601), for tests and replays",
+    "DIGEST_NOW": "the time every command takes as now, for tests and replays: ISO 8601 with "
+    "its offset, such as `2026-12-07T08:00:00+00:00`",
     "DIGEST_ADMIN_PASSWORD": "the password of the admin pages",
     "DIGEST_MJML_VALIDATOR": "the `mjml` command `digest check` validates templates with",
     "DIGEST_TEST_DATABASE_URL": "the PostgreSQL database the tests use besides SQLite",
@@ -75,10 +76,12 @@ class Settings:
         heading="Where the subscriber pages (unsubscribe, preferences) are served. Must be https.",
     )  # fmt: skip
     sender_name: str = setting(
-        REQUIRED, v.plain_text, "the name the email is from",
-        example="Spinal Cord Research Digest",
+        "", v.plain_text, "the name the email is from, only when it is not `site_name`",
+        example="Spinal Cord Research Help", commented=True, default_text="`site_name`",
         heading="Who the email comes from. Use an address at a domain you control "
         "(SPF, DKIM, DMARC).",
+        note="The From name is site_name (one brand name everywhere); set sender_name only "
+        "to use\nanother one.",
     )  # fmt: skip
     sender_address: str = setting(
         REQUIRED, v.email_address, "the address the email is from, in a domain you control",
@@ -249,6 +252,10 @@ class Settings:
     )  # fmt: skip
     #: The file these settings were read from (None: the environment alone).
     config_path: Path | None = None
+
+    def __post_init__(self) -> None:
+        if not self.sender_name:  # one brand name: the From name is the site's by default
+            object.__setattr__(self, "sender_name", self.site_name)
 
     @property
     def zone(self) -> ZoneInfo:

@@ -255,7 +255,7 @@ def test_every_setting_with_a_value_can_come_from_the_environment(tmp_path: Path
         if default is not None and not about.commented:  # as the starter file has them
             value = default if about.example is None else about.example
             env[env_name(key)] = str(value).lower() if isinstance(value, bool) else str(value)
-    assert len(env) == len(re.findall(r"^[a-z_]+ = ", STARTER_CONFIG, re.MULTILINE)) == 25
+    assert len(env) == len(re.findall(r"^[a-z_]+ = ", STARTER_CONFIG, re.MULTILINE)) == 24
     assert load_settings(env=env, cwd=tmp_path) == replace(from_file, config_path=None)
 
 
@@ -293,6 +293,8 @@ def test_the_starter_file_gives_each_declared_default_or_example(tmp_path: Path)
             assert value == about.parse(key, about.example, "test"), key
         elif isinstance(default, Path):
             assert value == tmp_path / default, key
+        elif key == "sender_name":  # unset: the From name is the site's (one brand name)
+            assert value == settings.site_name, key
         elif key != "database_url":
             assert value == default, key
         assert f"{key} = " in STARTER_CONFIG, key
@@ -377,3 +379,15 @@ def test_the_cli_refuses_an_unknown_smtp_option(empty_folder: Path) -> None:
         "Error: setting 'smtp_url' (environment variable DIGEST_SMTP_URL) in the environment: "
         "unknown option 'startls'; did you mean starttls?\n",
     )
+
+
+def test_the_from_name_is_the_site_name_unless_sender_name_says_otherwise(
+    tmp_path: Path,
+) -> None:
+    starter = load_settings(write(tmp_path), env={})
+    assert starter.sender_name == starter.site_name == "Spinal Cord Research Help (sample)"
+    assert '# sender_name = "' in STARTER_CONFIG  # offered, commented out
+    override = load_settings(write(tmp_path), env={"DIGEST_SENDER_NAME": "The SCI Editors"})
+    assert (override.sender_name, override.site_name) == ("The SCI Editors", starter.site_name)
+    in_file = write(tmp_path, STARTER_CONFIG.replace('# sender_name = "', 'sender_name = "'))
+    assert load_settings(in_file, env={}).sender_name == "Spinal Cord Research Help"

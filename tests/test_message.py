@@ -6,7 +6,9 @@ import datetime as dt
 import email
 import email.header
 import email.policy
+import email.quoprimime
 import quopri
+import re
 import time
 
 import pytest
@@ -15,6 +17,7 @@ from hypothesis import strategies as st
 
 from digest.config import Settings
 from digest.errors import MessageError
+from digest.mail.headers import subject_header, to_header
 from digest.mail.message import (
     MessageIds,
     Recipient,
@@ -22,7 +25,6 @@ from digest.mail.message import (
     message_problems,
     new_placeholder,
     qp_encode,
-    to_header,
 )
 from digest.render.renderer import Rendered
 from subscribers.tokens import new_token
@@ -209,3 +211,181 @@ def test_non_ascii_subject_and_sender_are_encoded_words_only_in_phrases(
     assert msg["From"].addresses[0].display_name == "Récherche Digest – Übersicht"
     assert msg["From"].addresses[0].addr_spec == settings.sender_address
     assert b"=?" not in b"".join(h for h in head.split(b"\r\n") if h.startswith(b"List-Unsub"))
+
+
+def reference_qp(text: str, protected: str = "") -> bytes:
+    """Quoted-printable written out rule by rule, slowly: what :func:`qp_encode` must give,
+    byte for byte. Units (an octet as it is or escaped, or a whole ``protected``) are packed
+    into lines of at most 75 characters, a soft break ``=`` after each but the last."""
+    lines = []
+    for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
+        units: list[str] = []
+        i = 0
+        while i < len(line):
+            if protected and line.startswith(protected, i):
+                units.append(protected)
+                i += len(protected)
+                continue
+            for octet in line[i].encode("utf-8"):
+                plain = 32 <= octet <= 126 and octet != ord("=")
+                units.append(chr(octet) if plain else f"={octet:02X}")
+            i += 1
+        if units and units[-1] == " ":  # rule 3: no white space before a line break
+            units[-1] = "=20"
+        while True:
+            if units[:1] == ["."]:  # SMTP dot-stuffing
+                units[0] = "=2E"
+            elif units[:5] == list("From "):  # mbox ">From " quoting
+                units[0] = "=46"
+            if sum(map(len, units)) <= 75:
+                lines.append("".join(units))
+                break
+            taken = size = 0
+            while size + len(units[taken]) <= 75:
+                size += len(units[taken])
+                taken += 1
+            lines.append("".join(units[:taken]) + "=")
+            units = units[taken:]
+    return "\r\n".join(lines).encode("ascii")
+
+
+QP_TEXT = st.lists(
+    st.one_of(
+        st.text(),
+        st.just(PLACEHOLDER),
+        st.sampled_from([".", "=", " ", "  ", "\t", "\n", "\r\n", "\n.", "From ", "\nFrom ", "é"]),
+        st.text(alphabet=" ab", min_size=60, max_size=200),
+    ),
+    max_size=16,
+).map("".join)
+
+
+@given(QP_TEXT)
+def test_qp_is_byte_exact_with_the_reference_and_decodes_back_with_the_stdlib(text: str) -> None:
+    encoded = qp_encode(text, PLACEHOLDER)
+    assert encoded == reference_qp(text, PLACEHOLDER)
+    normalised = text.replace("\r\n", "\n").replace("\r", "\n")
+    lines = encoded.split(b"\r\n")
+    assert all(len(line) <= 76 for line in lines)
+    assert not any(line.endswith((b" ", b"\t")) for line in lines)
+    assert not any(line.startswith((b".", b"From ")) for line in lines)
+    assert quopri.decodestring(encoded.replace(b"\r\n", b"\n")).decode("utf-8") == normalised
+    decoded = email.quoprimime.body_decode(encoded.decode("ascii"))
+    assert decoded.encode("latin-1").decode("utf-8") == normalised
+
+
+def test_qp_leaves_spaces_alone_except_before_a_line_break() -> None:
+    html = '<td style="padding:0 24px; color:#111">Read the summary </td> \n' * 3
+    encoded = qp_encode(html)
+    assert encoded.count(b"=20") == 3  # only the space ending each line
+    assert (
+        encoded.count(b'<td style=3D"padding:0 24px; color:#111">Read the summary </td>=20\r\n')
+        == 3
+    )
+    assert qp_encode("From the lab\n. and\nFrom") == b"=46rom the lab\r\n=2E and\r\nFrom"
+
+
+def test_the_html_part_of_a_message_reads_back_whole_with_its_spaces(settings: Settings) -> None:
+    placeholder = new_placeholder()
+    html = (
+        '<!doctype html><html lang="en"><p>Two  spaces, a tab\there and a space at the end </p>'
+        f'\n<a href="{settings.base_url}/u/{placeholder}">Unsubscribe</a></html>'
+    )
+    text = f"Hello \nFrom the editors\nUnsubscribe: {settings.base_url}/u/{placeholder}\n"
+    template = build_template(
+        settings, Rendered("s", html, text), placeholder=placeholder, date=DATE
+    )
+    token = new_token()
+    raw = template.personalize(Recipient("a@example.org", None, token, "<a@b.c>"))
+    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    plain, rich = (part.get_content().replace("\r\n", "\n") for part in msg.iter_parts())
+    assert plain == text.replace(placeholder, token)
+    assert rich == html.replace(placeholder, token)
+    assert b"Two  spaces, a tab=09here" in raw and b"Hello=20\r\n=46rom the editors" in raw
+
+
+LONG_ASCII = (
+    "Pharmacology, Neurology, Rehabilitation and Quality of life: 14 new summaries this week"
+)
+LONG_UNICODE = (
+    "Neue Forschung: Rückenmarksverletzung – Übersicht für Patientinnen und Angehörige, "
+    "Woche 49 (Pharmakologie, Neurologie) ≥ α"
+)
+
+
+def _subject_of(raw: bytes) -> str:
+    msg = email.message_from_bytes(raw + b"\r\n", policy=email.policy.default)
+    return str(msg["Subject"])
+
+
+@pytest.mark.parametrize(
+    "subject",
+    [
+        LONG_ASCII,
+        "Pharmacology, Neurology and Rehabilitation: 12 new summaries this week",  # 79 columns
+        "x" * 120,
+        LONG_UNICODE,
+        "Übersicht " * 12,
+        "3 nouvelles synthèses en Pharmacologie ≥ α",
+    ],
+)
+def test_subjects_fold_at_spaces_and_read_back_exactly(subject: str) -> None:
+    raw = subject_header(subject)
+    lines = raw.removesuffix(b"\r\n").split(b"\r\n")
+    assert all(len(line) <= 78 for line in lines)
+    assert lines[0].startswith(b"Subject: ") and len(lines[0]) > len(b"Subject: ")
+    assert all(line.startswith(b" ") and not line.startswith(b"  ") for line in lines[1:])
+    assert _subject_of(raw) == " ".join(subject.split())
+    assert b"=?" not in raw or not subject.isascii() or len(max(subject.split(), key=len)) > 69
+
+
+def test_a_long_ascii_subject_is_folded_only_at_spaces() -> None:
+    raw = subject_header(LONG_ASCII)
+    assert raw == (
+        b"Subject: Pharmacology, Neurology, Rehabilitation and Quality of life: 14 new\r\n"
+        b" summaries this week\r\n"
+    )
+    assert raw.replace(b"\r\n ", b" ") == f"Subject: {LONG_ASCII}\r\n".encode()
+
+
+def test_a_long_non_ascii_subject_becomes_encoded_words_within_78_columns() -> None:
+    raw = subject_header(LONG_UNICODE)
+    words = re.findall(rb"=\?utf-8\?q\?[^?]*\?=", raw)
+    assert words and all(len(word) <= 75 for word in words)
+    assert b"Neue Forschung: " in raw and b" Patientinnen und " in raw  # ASCII words stay
+    assert _subject_of(raw) == LONG_UNICODE
+
+
+@given(st.text(max_size=300))
+def test_any_subject_reads_back_exactly_on_lines_of_78(subject: str) -> None:
+    raw = subject_header(subject)
+    lines = raw.removesuffix(b"\r\n").split(b"\r\n")
+    assert raw.isascii() and all(len(line) <= 78 for line in lines)
+    assert b"\r" not in raw.replace(b"\r\n", b"") and b"\n" not in raw.replace(b"\r\n", b"")
+    assert _subject_of(raw) == " ".join(subject.split())
+
+
+def test_long_subjects_of_a_whole_message_parse_back(settings: Settings) -> None:
+    for subject in (LONG_ASCII, LONG_UNICODE):
+        template = build(settings, subject=subject)
+        raw = template.personalize(Recipient("a@example.org", None, new_token(), "<a@b.c>"))
+        head = raw.split(b"\r\n\r\n", 1)[0]
+        assert b"Subject:\r\n" not in head
+        msg = email.message_from_bytes(raw, policy=email.policy.default)
+        assert str(msg["Subject"]) == subject
+
+
+def test_the_links_email_folds_a_long_subject_as_the_digest_does(settings: Settings) -> None:
+    from dataclasses import replace
+
+    from digest.notices.confirmation import ConfirmationRenderer
+    from digest.web.mailer import build_links_message, render_links
+
+    settings = replace(settings, site_name="Forschung zu Rückenmarksverletzungen für Angehörige")
+    rendered = render_links(ConfirmationRenderer(settings), "t" * 43)
+    _, raw = build_links_message(settings, rendered, to="a@example.org", name=None, now=DATE)
+    head = raw.split(b"\r\n\r\n", 1)[0]
+    assert b"Subject:\r\n" not in head and all(len(line) <= 78 for line in head.split(b"\r\n"))
+    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    assert len(msg.get_all("Subject") or []) == 1
+    assert msg["Subject"] == f"Your links for the {settings.site_name} digest"

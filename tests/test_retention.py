@@ -18,7 +18,6 @@ from digest.bounces.process import handle
 from digest.bounces.report import deliverability
 from digest.bounces.retention import apply_retention
 from digest.cli.main import cli
-from digest.cli.maintenance import context_now
 from digest.cli.schedule import MAINTENANCE_JOB_ID, build_scheduler, scheduled_maintenance
 from digest.config import STARTER_CONFIG, Settings
 from digest.edition.manage import edition_info
@@ -147,12 +146,17 @@ def test_the_command_and_the_weekly_job(
     assert weekly is not None and "day_of_week='sun'" in str(weekly.trigger)
 
 
-def test_the_clock_comes_from_the_context_when_it_has_one() -> None:
-    class WithNow:
-        now = NOW
-
-    class WithoutNow:
-        pass
-
-    assert context_now(WithNow()) == NOW  # type: ignore[arg-type]
-    assert context_now(WithoutNow()) > NOW  # type: ignore[arg-type]
+def test_maintenance_honours_digest_now(
+    config: Path,
+    db_settings: Settings,
+    engine: Engine,
+    factory: sessionmaker[Session],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sent_edition(db_settings, engine, factory)
+    monkeypatch.setenv("DIGEST_NOW", "2028-01-10T08:00:00+00:00")  # over 400 days on
+    result = CliRunner().invoke(cli, ["--config", str(config), "maintenance"])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("Ledger rows created before 2026-")
+    with factory() as session:
+        assert session.scalar(select(func.count()).select_from(Delivery)) == 0

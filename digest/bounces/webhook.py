@@ -14,12 +14,13 @@ confirmed by fetching its (amazonaws.com) SubscribeURL.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
 import json
 import re
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,6 +56,7 @@ class WebhookOptions:
     secret: str
     verp_secret: bytes | None
     fetch: Fetch
+    now: Callable[[], dt.datetime] = utcnow
 
 
 def make_blueprint(
@@ -63,11 +65,13 @@ def make_blueprint(
     secret: str,
     verp_secret: bytes | None,
     fetch: Fetch = fetch_url,
+    now: Callable[[], dt.datetime] = utcnow,
 ) -> Blueprint:
-    """The webhooks, for one app: ``app.register_blueprint(make_blueprint(...))``."""
+    """The webhooks, for one app: ``app.register_blueprint(make_blueprint(...))``; ``now``
+    is the app's clock (the time bounces are recorded at)."""
     if len(secret) < 16:
         raise DataError("the webhook secret must be at least 16 characters")
-    options = WebhookOptions(factory, secret, verp_secret, fetch)
+    options = WebhookOptions(factory, secret, verp_secret, fetch, now)
     blueprint = Blueprint("bounces", __name__, url_prefix="/bounces")
     blueprint.add_url_rule("/json", view_func=generic, methods=["POST"])
     blueprint.add_url_rule("/ses", view_func=ses, methods=["POST"])
@@ -82,8 +86,9 @@ def webhook_options() -> WebhookOptions:
 
 
 def run(report: Report) -> Response:
-    with transaction(webhook_options().factory) as session:
-        outcomes = handle(session, report, webhook_options().verp_secret, now=utcnow())
+    options = webhook_options()
+    with transaction(options.factory) as session:
+        outcomes = handle(session, report, options.verp_secret, now=options.now())
     return jsonify(
         results=[{"counted": o.counted, "line": o.line, "warning": o.warning} for o in outcomes]
     )

@@ -19,6 +19,7 @@ from rich.console import Console, ConsoleDimensions
 from rich.table import Table
 from sqlalchemy.orm import Session, sessionmaker
 
+from digest import clock
 from digest.config import Settings, load_settings
 from digest.delivery.transport import make_transport
 from digest.errors import DigestError
@@ -65,8 +66,8 @@ class DigestGroup(click.Group):
 
 
 class Context:
-    """The state of one ``digest`` run (``ctx.obj``): the config path given, and the settings
-    and session factory, each loaded on first use and only once."""
+    """The state of one ``digest`` run (``ctx.obj``): the config path given, and the settings,
+    session factory and time of the run, each loaded on first use and only once."""
 
     def __init__(self, config_path: str | None = None, origin: str | None = None) -> None:
         self.config_path = config_path
@@ -76,6 +77,13 @@ class Context:
     def settings(self) -> Settings:
         path = Path(self.config_path) if self.config_path else None
         return load_settings(path, origin=self.origin if path else None)
+
+    @cached_property
+    def now(self) -> dt.datetime:
+        """The time of this run (aware, UTC): ``DIGEST_NOW`` when set (for tests and
+        replays), else the real time when the run started (the root command reads it first,
+        so a bad ``DIGEST_NOW`` stops every command). Commands pass it down as ``now``."""
+        return clock.now()
 
     @cached_property
     def factory(self) -> sessionmaker[Session]:

@@ -20,7 +20,7 @@ from digest.cli.base import (
     print_rows,
 )
 from digest.errors import DataError
-from digest.store.db import transaction, utcnow
+from digest.store.db import transaction
 
 
 @click.group()
@@ -57,7 +57,7 @@ def process_command(
     if source is None and imap_url is None:
         raise DataError("give a SOURCE (file, mbox, Maildir or -) or --imap URL")
     settings, factory = app.settings, app.factory
-    now = utcnow()
+    now = app.now
     reports = []
     if source is not None:
         reports.append(

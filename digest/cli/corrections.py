@@ -8,7 +8,7 @@ from digest.cli.base import Context, out, pass_app
 from digest.cli.summaries import summaries
 from digest.errors import DataError
 from digest.sources.corrections import CORRECTED, NOTE_LIMIT, RETRACTED, correct
-from digest.store.db import transaction, utcnow
+from digest.store.db import transaction
 
 
 def _mark(app: Context, reference: str, status: str, note: str) -> None:
@@ -18,7 +18,7 @@ def _mark(app: Context, reference: str, status: str, note: str) -> None:
         raise DataError(f"--note is {len(note):,} characters; at most {NOTE_LIMIT:,}")
     try:
         with transaction(app.factory) as session:
-            summary, notice = correct(session, reference, status, note, now=utcnow())
+            summary, notice = correct(session, reference, status, note, now=app.now)
             title, summary_id = summary.title, summary.id
     except LookupError:
         raise DataError(f"no summary with id or URL {reference!r}") from None

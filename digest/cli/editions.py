@@ -22,7 +22,7 @@ from digest.edition.manage import (
     list_editions,
 )
 from digest.planning.when import Schedule, current_key
-from digest.store.db import transaction, utcnow
+from digest.store.db import transaction
 
 STATUSES = ("queued", "sending", "deferred", "sent", "failed", "skipped")
 FINAL = ("complete", "cancelled")
@@ -81,7 +81,7 @@ def show_command(app: Context, key: str | None) -> None:
     Example:
       digest editions show 2026-W49
     """
-    key = key or current_key(utcnow(), Schedule.from_settings(app.settings))
+    key = key or current_key(app.now, Schedule.from_settings(app.settings))
     with app.factory() as session:
         info = edition_info(session, key)
     out.print(f"Edition {info.key}: {info.status}")

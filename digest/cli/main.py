@@ -39,6 +39,7 @@ def cli(ctx: click.Context, config: str | None) -> None:
     """
     from_env = ctx.get_parameter_source("config") is click.core.ParameterSource.ENVIRONMENT
     ctx.obj = Context(config, origin="--config (set by DIGEST_CONFIG)" if from_env else "--config")
+    ctx.obj.now  # noqa: B018 (a bad DIGEST_NOW stops every command, before it does anything)
 
 
 for command in (

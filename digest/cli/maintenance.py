@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from digest.bounces.retention import Retention, apply_retention
 from digest.cli.base import Context, out, pass_app
 from digest.config import Settings
-from digest.store.db import transaction, utcnow
+from digest.store.db import transaction
 
 
 def run_maintenance(
@@ -27,15 +27,6 @@ def run_maintenance(
         )
 
 
-def context_now(app: Context) -> dt.datetime:
-    """The run's clock: the context's ``now`` where it has one (``DIGEST_NOW``), else the
-    system clock."""
-    now = getattr(app, "now", None)
-    if callable(now):
-        now = now()
-    return now if isinstance(now, dt.datetime) else utcnow()
-
-
 @click.command()
 @pass_app
 def maintenance(app: Context) -> None:
@@ -48,6 +39,6 @@ def maintenance(app: Context) -> None:
     Example:
       digest maintenance
     """
-    result = run_maintenance(app.settings, app.factory, now=context_now(app))
+    result = run_maintenance(app.settings, app.factory, now=app.now)
     for line in result.lines():
         out.print(line)

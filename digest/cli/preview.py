@@ -13,7 +13,6 @@ import click
 from digest.cli.base import Context, out, pass_app
 from digest.errors import DigestError, PreflightError
 from digest.render.renderer import builtin_templates_dir
-from digest.store.db import utcnow
 
 LOOPBACK = ("127.0.0.1", "localhost")
 _UNSAFE = re.compile(r"[^A-Za-z0-9@._+-]")
@@ -81,12 +80,12 @@ def preview(
         raise DigestError("--since goes with --categories (a subscriber has their own window)")
     result: Preview
     if subscriber:
-        result = preview_subscriber(settings, subscriber, now=utcnow())
+        result = preview_subscriber(settings, subscriber, now=app.now)
         stem = _UNSAFE.sub("_", subscriber.strip().lower())
     else:
         labels = [label for label in (categories or "").split(",") if label.strip()]
         since_utc = since.replace(tzinfo=settings.zone).astimezone(dt.UTC) if since else None
-        result = preview_categories(settings, labels, now=utcnow(), since=since_utc)
+        result = preview_categories(settings, labels, now=app.now, since=since_utc)
         stem = "-".join(sorted(label.strip().lower().replace(" ", "-") for label in labels))
     if not result.summaries:
         who = subscriber or f"a reader of {', '.join(result.categories)}"
@@ -130,7 +129,7 @@ def check(app: Context) -> None:
     """
     from digest.edition.checks import run_checks
 
-    report = run_checks(app.factory, app.settings, now=utcnow())
+    report = run_checks(app.factory, app.settings, now=app.now)
     variants = report.checked.variants
     if not variants:
         out.print("Nothing to check: there are no summaries yet.")

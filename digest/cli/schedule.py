@@ -4,16 +4,22 @@ No business logic: the job calls :func:`digest.edition.run.run_edition`, like th
 second job runs ``digest maintenance`` (retention) every Sunday at 03:30. The jobs
 live in the project's database (table ``scheduler_jobs``), so after downtime a missed run
 happens once (``coalesce``), if it is at most ``misfire_grace_hours`` late.
+
+With ``DIGEST_NOW`` set, the scheduler still fires on the real clock, but each run sends the
+edition of a clock that started at ``DIGEST_NOW`` when the scheduler did, and the start log
+says when the next run would be by that clock.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import logging
 import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -33,11 +39,12 @@ from apscheduler.triggers.cron import CronTrigger
 from digest.bounces.retention import Retention
 from digest.cli.base import Context, pass_app, transport_for
 from digest.cli.maintenance import run_maintenance
+from digest.clock import VARIABLE, fixed_now, real_now, running_clock
 from digest.config import Settings, load_settings
 from digest.edition.run import EditionReport, run_edition
 from digest.errors import DigestError
 from digest.planning.when import Schedule
-from digest.store.db import make_engine, utcnow
+from digest.store.db import make_engine
 from digest.store.schema import open_database
 
 log = logging.getLogger("digest.scheduler")
@@ -52,13 +59,16 @@ STOP = threading.Event()
 #: How often the main thread looks at :data:`STOP` while the scheduler runs.
 POLL_SECONDS = 0.1
 _received: list[str] = []
+#: The clock the scheduled runs take as now: the real one, or (set when the scheduler
+#: starts) one that starts at ``DIGEST_NOW``.
+_clock: Callable[[], dt.datetime] = real_now
 
 
 def scheduled_send(config_path: str | None) -> EditionReport:
     """The scheduled job: read the settings afresh and run this period's edition."""
     settings = load_settings(Path(config_path) if config_path else None)
     with transport_for(settings) as transport:
-        report = run_edition(settings, transport, should_stop=STOP.is_set)
+        report = run_edition(settings, transport, now=_clock(), should_stop=STOP.is_set)
     if report.busy:
         log.info("edition %s is being sent by %s; nothing to do", report.key, report.busy)
     else:
@@ -77,7 +87,7 @@ def scheduled_send(config_path: str | None) -> EditionReport:
 def scheduled_maintenance(config_path: str | None) -> Retention:
     """The weekly job: delete what is past its keeping period (``digest maintenance``)."""
     settings = load_settings(Path(config_path) if config_path else None)
-    result = run_maintenance(settings, open_database(settings), now=utcnow())
+    result = run_maintenance(settings, open_database(settings), now=_clock())
     for line in result.lines():
         log.info("maintenance: %s", line)
     return result
@@ -169,7 +179,9 @@ def run_forever(config_path: str | None = None) -> None:
 
 
 def _run_until_stopped(config_path: str | None) -> None:
+    global _clock
     settings = load_settings(Path(config_path) if config_path else None)
+    _clock = running_clock()  # a bad DIGEST_NOW stops here, before anything runs
     scheduler = None if STOP.is_set() else build_scheduler(settings, config_path)
     if scheduler is not None and not STOP.is_set():
         schedule = Schedule.from_settings(settings)
@@ -179,6 +191,8 @@ def _run_until_stopped(config_path: str | None) -> None:
             else f"{settings.send_day} {settings.send_time}"
         )
         log.info("digest scheduler started: %s (%s)", when, settings.timezone)
+        if fixed_now() is not None:
+            _log_shifted_clock(schedule)
         scheduler.add_listener(_log_next_at_start(scheduler), EVENT_SCHEDULER_STARTED)
         scheduler.start()
     while not STOP.is_set():
@@ -203,6 +217,19 @@ def schedule(app: Context) -> None:
     """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     run_forever(app.config_path)
+
+
+def _log_shifted_clock(schedule: Schedule) -> None:
+    """What ``DIGEST_NOW`` changes, said once at start."""
+    now = _clock()
+    upcoming = trigger_for(schedule).get_next_fire_time(None, now.astimezone(schedule.zone))
+    log.info(
+        "%s is set: runs take %s as now (the clock runs on from there); by that clock the "
+        "next edition run is at %s, but the scheduler fires at the real times below",
+        VARIABLE,
+        now.isoformat(),
+        upcoming.isoformat() if upcoming else "never",
+    )
 
 
 def _log_next_at_start(scheduler: BaseScheduler) -> Any:

@@ -27,7 +27,6 @@ from digest.config import Settings
 from digest.edition.run import EditionReport, not_due_reason, run_edition
 from digest.errors import DigestError
 from digest.planning.when import Schedule, current_key
-from digest.store.db import utcnow
 
 
 @click.command()
@@ -85,7 +84,7 @@ def send(
     settings = app.settings
     key = chosen_key(key, edition_option)
     if due and key is None:
-        reason = not_due_reason(settings, now=utcnow())
+        reason = not_due_reason(settings, now=app.now)
         if reason:
             out.print(f"Nothing to do: {reason}.")
             return
@@ -94,7 +93,8 @@ def send(
 
         done = work_on_edition(
             replace(settings, transport=transport or settings.transport),
-            key or current_key(utcnow(), Schedule.from_settings(settings)),
+            key or current_key(app.now, Schedule.from_settings(settings)),
+            now=app.now,
         )
         out.print(
             f"Worker on edition {done.key}: sent {done.sent}, failed {done.failed} "
@@ -106,6 +106,7 @@ def send(
         transport or settings.transport,
         dry_run=dry_run,
         key=key,
+        now=app.now,
         workers=workers,
         retry_failed=retry_failed,
     )

@@ -11,7 +11,7 @@ from digest.cli.send import run_and_report
 from digest.config import CONFIG_FILENAME, STARTER_CONFIG
 from digest.errors import DigestError
 from digest.store import schema
-from digest.store.db import make_engine, session_factory, transaction, utcnow
+from digest.store.db import make_engine, session_factory, transaction
 
 
 @click.command()
@@ -68,7 +68,7 @@ def demo(app: Context) -> None:
     if wrote:
         out.print(f"Wrote {CONFIG_FILENAME} (sample settings, file outbox).")
     schema.upgrade(engine)
-    now = utcnow()
+    now = app.now
     with transaction(session_factory(engine)) as session:
         loaded = load_demo(session, now=now)
     if loaded.summaries_added or loaded.subscribers_added:

@@ -11,7 +11,6 @@ from digest.cli.base import out, shown_path, transport_for
 from digest.config import Settings
 from digest.errors import TransportUnavailable
 from digest.notices.confirmation import OUTBOX_FOLDER, ConfirmationReport, send_confirmations
-from digest.store.db import utcnow
 from subscribers import service
 from subscribers.importing import ImportResult
 from subscribers.models import Status
@@ -21,14 +20,16 @@ _TTL_DAYS = service.CONFIRM_TTL.days
 
 
 def confirm_by_email(
-    settings: Settings, factory: sessionmaker[Session], ids: list[int] | None
+    settings: Settings,
+    factory: sessionmaker[Session],
+    ids: list[int] | None,
+    *,
+    now: dt.datetime,
 ) -> ConfirmationReport:
     """Email the confirmation links owed (to ``ids``, or to every pending reader)."""
     try:
         with transport_for(settings) as transport:
-            return send_confirmations(
-                settings, factory, transport, now=utcnow(), subscriber_ids=ids
-            )
+            return send_confirmations(settings, factory, transport, now=now, subscriber_ids=ids)
     except TransportUnavailable as exc:
         raise TransportUnavailable(
             f"{exc}. The subscribers are saved; run `digest subscribers send-confirmations` "

@@ -26,7 +26,7 @@ from digest.cli.subscriber_reports import (
 from digest.edition.audience import erase_subscriber, last_deliveries
 from digest.errors import DataError, SubscriberError
 from digest.mail.transports.file import forget as forget_in_outbox
-from digest.store.db import transaction, utcnow
+from digest.store.db import transaction
 from subscribers import service
 from subscribers.csvio import write_csv, write_json
 from subscribers.importing import import_csv
@@ -99,7 +99,7 @@ def add(
             session,
             email,
             categories,
-            now=utcnow(),
+            now=app.now,
             name=name,
             confirmed=confirmed,
             timezone=timezone,
@@ -110,7 +110,9 @@ def add(
         topics = ", ".join(c.name for c in subscriber.categories)
     out.print(f"Added {address} ({status}) to {topics}.")
     if status == Status.PENDING:
-        confirmations_said(settings, confirm_by_email(settings, factory, [subscriber_id]))
+        confirmations_said(
+            settings, confirm_by_email(settings, factory, [subscriber_id], now=app.now)
+        )
 
 
 @subscribers.command("import")
@@ -150,7 +152,7 @@ def import_(
     result = import_csv(
         factory,
         Path(file),
-        now=utcnow(),
+        now=app.now,
         confirmed=confirmed,
         skip_invalid=skip_invalid,
         dry_run=dry_run,
@@ -169,7 +171,7 @@ def import_(
     if dry_run:
         return
     if result.pending:
-        confirmations_said(settings, confirm_by_email(settings, factory, None))
+        confirmations_said(settings, confirm_by_email(settings, factory, None, now=app.now))
 
 
 @contextmanager
@@ -319,9 +321,9 @@ def unsubscribe(app: Context, email: str, category: str | None) -> None:
     with transaction(factory) as session:
         subscriber = _find(session, email)
         if category:
-            changed = service.unsubscribe_category(session, subscriber, category, now=utcnow())
+            changed = service.unsubscribe_category(session, subscriber, category, now=app.now)
         else:
-            changed = service.unsubscribe(session, subscriber, now=utcnow())
+            changed = service.unsubscribe(session, subscriber, now=app.now)
         address, status = subscriber.email, subscriber.status
         left = ", ".join(c.name for c in subscriber.categories)
     if not changed:
@@ -354,7 +356,7 @@ def erase(app: Context, email: str, yes: bool) -> None:
         click.confirm(f"Erase {address} and all their data? This cannot be undone", abort=True)
     with transaction(factory) as session:
         token = (subscriber := _find(session, address)).token  # for the outbox, below
-        kept = erase_subscriber(session, subscriber, now=utcnow())
+        kept = erase_subscriber(session, subscriber, now=app.now)
     files = forget_in_outbox(app.settings.outbox_dir, address, token)
     outbox = f" {files} file(s) about them deleted from the outbox." if files else ""
     out.print(
@@ -393,7 +395,7 @@ def send_confirmations_(app: Context) -> None:
       digest subscribers send-confirmations
     """
     settings, factory = app.settings, app.factory
-    report = confirm_by_email(settings, factory, None)
+    report = confirm_by_email(settings, factory, None, now=app.now)
     if not report.sent and not report.failed:
         out.print("No pending subscriber is waiting for a confirmation email.")
     confirmations_said(settings, report)

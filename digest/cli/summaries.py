@@ -17,7 +17,6 @@ from digest.sources.cleaning import canonical_url, normalise_doi, normalise_pmid
 from digest.sources.fetch import TIMEOUT, read_source
 from digest.sources.load import ImportOptions, ImportReport, failure_message, import_summaries
 from digest.sources.store import find_summary, list_summaries
-from digest.store.db import utcnow
 from digest.store.models import Summary
 
 
@@ -100,7 +99,7 @@ def import_command(
     )
     try:
         report = import_summaries(
-            factory, fetched.data, fmt=fmt, zone=settings.zone, now=utcnow(), options=options
+            factory, fetched.data, fmt=fmt, zone=settings.zone, now=app.now, options=options
         )
     except DataError as exc:
         raise DataError(f"{fetched.name}: {exc}") from None

@@ -194,15 +194,16 @@ def release(factory: sessionmaker[Session], claims: Sequence[Claim]) -> None:
     )
 
 
-def complete_if_done(session: Session, edition_id: int) -> bool:
-    """Mark the edition complete when no row is left to send; returns whether it is."""
+def complete_if_done(session: Session, edition_id: int, *, now: dt.datetime | None = None) -> bool:
+    """Mark the edition complete (at ``now``, by default the real time) when no row is left
+    to send; returns whether it is."""
     if count(session, edition_id, PENDING):
         return False
     edition = session.get(Edition, edition_id)
     assert edition is not None
     if edition.status == EditionStatus.OPEN:
         edition.status = EditionStatus.COMPLETE.value
-        edition.completed_at = utcnow()
+        edition.completed_at = now or utcnow()
     return edition.status == EditionStatus.COMPLETE
 
 

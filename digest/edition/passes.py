@@ -88,13 +88,18 @@ def outbound_for(
 
 
 def prepare(
-    factory: sessionmaker[Session], settings: Settings, edition: EditionRef
+    factory: sessionmaker[Session],
+    settings: Settings,
+    edition: EditionRef,
+    *,
+    now: dt.datetime | None = None,
 ) -> tuple[Outbound, int]:
     """Render, preflight and build every variant with rows still to send; returns them and
-    how many rows are waiting (a worker process's whole preparation)."""
+    how many rows are waiting (a worker process's whole preparation). ``now`` dates the
+    messages (default: the real time)."""
     pending = pending_variants(factory, edition)
     renderer = Renderer(settings)
-    renders = render_pending(factory, renderer, settings.card_cap, pending, date=utcnow())
+    renders = render_pending(factory, renderer, settings.card_cap, pending, date=now or utcnow())
     built = check_pending(renderer, pending, renders)
     return outbound_for(settings, edition.key, pending, built), sum(v.waiting for v in pending)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -55,6 +55,11 @@ class _Run:
     factory: sessionmaker[Session]
     now: dt.datetime
     options: SendOptions
+    started: float = field(default_factory=time.monotonic)
+
+    def clock(self) -> dt.datetime:
+        """``now`` moved on by the time the run has taken (what DIGEST_NOW replays see)."""
+        return self.now + dt.timedelta(seconds=time.monotonic() - self.started)
 
 
 def run_edition(
@@ -109,7 +114,7 @@ def _send_edition(
     # 2 render each variant with rows waiting, once
     pending = pending_variants(run.factory, edition)
     renderer = Renderer(run.settings)
-    renders = render_pending(run.factory, renderer, run.settings.card_cap, pending, date=utcnow())
+    renders = render_pending(run.factory, renderer, run.settings.card_cap, pending, date=run.now)
     # 3 preflight what was rendered: on any problem, nothing goes out
     built = check_pending(renderer, pending, renders)
     report.variants = [
@@ -168,7 +173,7 @@ def _claim_and_send(
     feed = WorkerFeed(run.options.progress)
     options = replace(run.options, progress=feed)
     helpers = start_workers(
-        run.settings, edition.key, run.options.workers, run.engine, transport, feed
+        run.settings, edition.key, run.options.workers, run.engine, transport, feed, now=run.now
     )
     try:
         limiter = limiter_for(run.settings, run.engine)
@@ -194,7 +199,7 @@ def _record(run: _Run, edition: EditionRef, report: EditionReport) -> None:
     with transaction(run.factory) as session:
         report.deferred = ledger.count(session, _id(edition), (DeliveryStatus.DEFERRED.value,))
         if all_readers_due(edition.key, schedule, run.now) and not report.stopped:
-            report.complete = ledger.complete_if_done(session, _id(edition))
+            report.complete = ledger.complete_if_done(session, _id(edition), now=run.clock())
 
 
 def _dry_run(run: _Run, edition: EditionRef, report: EditionReport) -> None:

@@ -8,6 +8,7 @@ that :class:`WorkerFeed` reads in the main process.
 
 from __future__ import annotations
 
+import datetime as dt
 import multiprocessing
 import queue
 import time
@@ -101,9 +102,12 @@ def start_workers(
     engine: Engine,
     transport: Transport,
     feed: WorkerFeed,
+    *,
+    now: dt.datetime | None = None,
 ) -> list[BaseProcess]:
     """Start ``workers - 1`` processes helping to send edition ``key`` through the same kind
-    of transport; none when ``workers`` is 1."""
+    of transport (their messages dated ``now``, as the main process's); none when ``workers``
+    is 1."""
     if workers <= 1:
         return []
     if engine.dialect.name != "postgresql":
@@ -116,7 +120,7 @@ def start_workers(
     context = multiprocessing.get_context("spawn")
     feed.queue = context.Queue()
     processes: list[BaseProcess] = [
-        context.Process(target=work_on_edition, args=(settings, key, feed.queue), daemon=False)
+        context.Process(target=work_on_edition, args=(settings, key, feed.queue, now), daemon=False)
         for _ in range(workers - 1)
     ]
     for process in processes:
@@ -125,7 +129,10 @@ def start_workers(
 
 
 def work_on_edition(
-    settings: Settings, key: str, feed: Queue[FeedItem] | None = None
+    settings: Settings,
+    key: str,
+    feed: Queue[FeedItem] | None = None,
+    now: dt.datetime | None = None,
 ) -> EditionReport:
     """An extra worker: send rows of an edition another process planned and is sending
     (no planning; ``FOR UPDATE SKIP LOCKED`` keeps workers' batches disjoint). With ``feed``
@@ -143,7 +150,7 @@ def work_on_edition(
     transport = make_transport(settings)
     try:
         with working_on(engine, key):  # from before its first claim to after its last
-            outbound, total = prepare(factory, settings, edition)
+            outbound, total = prepare(factory, settings, edition, now=now)
             with Sender(factory, transport, outbound, limiter_for(settings, engine)) as sender:
                 report.stopped = send_passes(factory, settings, edition.id, sender, options, total)
     finally:

@@ -4,7 +4,8 @@ The expensive part of a message (rendering, MIME encoding) happens once per vari
 Bodies are quoted-printable encoded by :func:`qp_encode`, which never splits the token
 placeholder across a soft line break; since a real token has the placeholder's length and
 only QP-safe characters, splicing it into the encoded bytes gives exactly the bytes a full
-encoding would. Every template is checked once by parsing a personalised sample back.
+encoding would. Header lines are written by :mod:`digest.mail.headers`. Every template is
+checked once by parsing a personalised sample back.
 
 Pure: the list's :class:`~digest.render.identity.ListIdentity`, the date and the placeholder
 come in as values, Message-IDs from an injected :class:`MessageIds` (clock and random source
@@ -14,7 +15,6 @@ gives the same verdict.
 
 from __future__ import annotations
 
-import base64
 import bisect
 import datetime as dt
 import email
@@ -28,15 +28,16 @@ from email.utils import format_datetime, formataddr
 from typing import NamedTuple
 
 from digest.errors import MessageError
+from digest.mail.headers import header_line, subject_header, to_header
 from digest.render.identity import IdentitySource, ListIdentity
 from digest.render.renderer import Rendered
 from subscribers.tokens import TOKEN_LENGTH
 
 MAX_LINE = 998
-_POLICY = email.policy.SMTP
-_QP_SAFE = frozenset(range(33, 127)) - {ord("=")}
+#: Octets quoted-printable writes as they are: printable ASCII but "=", and the space
+#: (RFC 2045 §6.7 rule 3), which :func:`qp_encode` escapes only at the end of a line.
+_QP_SAFE = frozenset(range(32, 127)) - {ord("=")}
 _QP_ESCAPES = {b: f"={b:02X}" for b in range(256) if b not in _QP_SAFE}
-_PLAIN_NAME = re.compile(r"[A-Za-z0-9 .'_-]{1,60}")
 _MESSAGE_ID = re.compile(r"<[^@\s<>]+@[^@\s<>]+>")
 
 
@@ -97,20 +98,24 @@ def qp_encode(text: str, protected: str = "") -> bytes:
     and ``protected`` never split by a soft line break.
 
     Each line is escaped in one ``str.translate`` call (bytes as Latin-1 characters), then
-    cut into soft lines: never inside an ``=XX`` escape nor inside ``protected``, and a dot
-    opening a line is escaped too (safe from SMTP dot-stuffing mistakes)."""
+    cut into soft lines: never inside an ``=XX`` escape nor inside ``protected``. Spaces stay
+    as they are except the last one of a line (rule 3: no white space before a line break).
+    A dot opening an encoded line is escaped (safe from SMTP dot-stuffing mistakes), and so
+    is the F of a "From " opening one (safe from mbox ``>From`` quoting)."""
     out: list[str] = []
     width = len(protected)
     for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
         data = line.encode("utf-8").decode("latin-1").translate(_QP_ESCAPES)
+        if data.endswith(" "):
+            data = data[:-1] + "=20"
         end = len(data)
-        if end <= 75 and not data.startswith("."):
+        if end <= 75 and not data.startswith((".", "From ")):
             out.append(data)
             continue
         tokens = _starts(data, protected) if width and protected in data else ()
         pos = 0
         while True:
-            prefix, start = ("=2E", pos + 1) if data.startswith(".", pos) else ("", pos)
+            prefix, start = _line_start(data, pos)
             cut = start + 75 - len(prefix)
             if cut >= end:
                 out.append(prefix + data[start:])
@@ -128,6 +133,16 @@ def qp_encode(text: str, protected: str = "") -> bytes:
     return "\r\n".join(out).encode("ascii")
 
 
+def _line_start(data: str, pos: int) -> tuple[str, int]:
+    """How an encoded line starting at ``pos`` opens: the escape of a first octet that
+    must not appear as it is (a dot, the F of "From "), and where the rest begins."""
+    if data.startswith(".", pos):
+        return "=2E", pos + 1
+    if data.startswith("From ", pos):
+        return "=46", pos + 1
+    return "", pos
+
+
 def _starts(data: str, needle: str) -> list[int]:
     """Every index where ``needle`` starts in ``data``."""
     found, at = [], data.find(needle)
@@ -135,85 +150,6 @@ def _starts(data: str, needle: str) -> list[int]:
         found.append(at)
         at = data.find(needle, at + 1)
     return found
-
-
-def one_line(value: str) -> str:
-    """White space folded to single spaces: no CR or LF can reach a header."""
-    return " ".join(value.split())
-
-
-def _fold(name: str, value: str | Address) -> bytes:
-    """One header, RFC 2047-encoded where needed and folded at 78 columns."""
-    if isinstance(value, str):
-        value = one_line(value)
-    else:
-        value = Address(one_line(value.display_name), addr_spec=value.addr_spec)
-    folded: str = _POLICY.header_factory(name, value).fold(policy=_POLICY)
-    return folded.encode("ascii")
-
-
-_Q_PLAIN = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!*+-/")
-#: Encoded text per word: the word stays under RFC 2047's 75 characters and "To: " + word
-#: under 78 columns.
-_WORD_TEXT = 78 - len("To: =?utf-8?q??=")
-
-
-#: Q encoding of UTF-8 octets read as Latin-1 characters, in one str.translate.
-_Q_ESCAPES = {b: f"={b:02X}" for b in range(256) if chr(b) not in _Q_PLAIN} | {32: "_"}
-
-
-def _q_char(char: str) -> str:
-    return char.encode("utf-8").decode("latin-1").translate(_Q_ESCAPES)
-
-
-def encoded_words(text: str) -> list[str]:
-    """``text`` as RFC 2047 encoded-words of UTF-8 for a phrase (a display name): Q encoding
-    (readable in raw headers) when it is no longer than base64, each word at most 75
-    characters and split between characters, never inside one."""
-    octets = text.encode("utf-8")
-    b_length = 4 * -(-len(octets) // 3)
-    q_text = octets.decode("latin-1").translate(_Q_ESCAPES)
-    if len(q_text) <= min(b_length, _WORD_TEXT):  # the common case: one Q word
-        return [f"=?utf-8?q?{q_text}?="]
-    if b_length <= _WORD_TEXT and b_length < len(q_text):  # one base64 word
-        return [f"=?utf-8?b?{base64.b64encode(octets).decode('ascii')}?="]
-    q_pieces = [_q_char(char) for char in text]
-    if len(q_text) <= b_length:
-        words, current = [], ""
-        for piece in q_pieces:
-            if current and len(current) + len(piece) > _WORD_TEXT:
-                words.append(current)
-                current = ""
-            current += piece
-        return [f"=?utf-8?q?{word}?=" for word in [*words, current]]
-    chunks, chunk = [], b""
-    for char in text:
-        encoded = char.encode("utf-8")
-        if chunk and 4 * -(-(len(chunk) + len(encoded)) // 3) > _WORD_TEXT:
-            chunks.append(chunk)
-            chunk = b""
-        chunk += encoded
-    return [f"=?utf-8?b?{base64.b64encode(c).decode('ascii')}?=" for c in [*chunks, chunk]]
-
-
-def to_header(address: str, name: str | None) -> bytes:
-    """The ``To`` header line; names never carry CR/LF into it.
-
-    A plain name is quoted as it is. Any other name (non-ASCII, quotes, backslashes, very
-    long) becomes RFC 2047 encoded-words on lines of at most 78 octets, as
-    ``email.headerregistry`` would write it, in a few microseconds instead of 200."""
-    if not name:
-        return f"To: {address}\r\n".encode("ascii")
-    name = one_line(name)
-    if not name:
-        return f"To: {address}\r\n".encode("ascii")
-    if _PLAIN_NAME.fullmatch(name):
-        return f'To: "{name}" <{address}>\r\n'.encode("ascii")
-    words = encoded_words(name)
-    line = f"To: {words[0]} <{address}>"
-    if len(words) == 1 and len(line) <= 78:
-        return f"{line}\r\n".encode("ascii")
-    return ("To: " + "\r\n ".join(words) + f"\r\n <{address}>\r\n").encode("ascii")
 
 
 @dataclass(frozen=True)
@@ -261,12 +197,12 @@ def build_template(
     head = b"".join(
         [
             f"Date: {format_datetime(date.astimezone(dt.UTC))}\r\n".encode("ascii"),
-            _fold("From", Address(identity.sender_name, addr_spec=identity.sender_address)),
+            header_line("From", Address(identity.sender_name, addr_spec=identity.sender_address)),
             _SLOT_TO.encode("ascii"),
-            _fold("Subject", subject_prefix + rendered.subject),
+            subject_header(subject_prefix + rendered.subject),
             b"Message-ID: " + _SLOT_MID.encode("ascii") + b"\r\n",
-            _fold("Reply-To", identity.reply_to) if identity.reply_to else b"",
-            _fold("List-Id", formataddr((identity.site_name, identity.list_id), "utf-8")),
+            header_line("Reply-To", identity.reply_to) if identity.reply_to else b"",
+            header_line("List-Id", formataddr((identity.site_name, identity.list_id), "utf-8")),
             f"List-Unsubscribe: {unsubscribe}\r\n".encode("ascii"),
             b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n",
             b"Auto-Submitted: auto-generated\r\n",

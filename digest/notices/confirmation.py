@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from digest.config import Settings
 from digest.errors import MessageError, TransportUnavailable
+from digest.mail.headers import one_line, subject_header
 from digest.mail.message import (
     MAX_LINE,
     SAMPLE,
@@ -34,7 +35,6 @@ from digest.mail.message import (
     Recipient,
     alternative_body,
     new_placeholder,
-    one_line,
 )
 from digest.mail.transports.base import DeliveryFailed, Envelope, Transport
 from digest.render.renderer import DIGEST_CSS, Rendered, Renderer
@@ -125,7 +125,7 @@ def build_confirmation(
             f"Date: {format_datetime(date.astimezone(dt.UTC))}\r\n".encode("ascii"),
             _header("From", Address(settings.sender_name, addr_spec=settings.sender_address)),
             _SLOT_TO,
-            _header("Subject", rendered.subject),
+            subject_header(rendered.subject),
             b"Message-ID: " + _SLOT_MID + b"\r\n",
             _header("Reply-To", settings.reply_to) if settings.reply_to else b"",
             b"Auto-Submitted: auto-generated\r\n",

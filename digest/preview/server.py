@@ -21,6 +21,7 @@ from flask import Flask, Response, flash, g, redirect, render_template, request,
 from sqlalchemy import Engine
 from werkzeug.wrappers import Response as WerkzeugResponse
 
+from digest.clock import running_clock
 from digest.config import Settings
 from digest.delivery.transport import make_transport
 from digest.edition.checks import WeekPlan, check_variants, plan_week
@@ -34,7 +35,7 @@ from digest.preview.reader import (
     send_test,
 )
 from digest.render.renderer import builtin_templates_dir
-from digest.store.db import make_engine, utcnow
+from digest.store.db import make_engine
 from digest.store.schema import open_database
 from digest.web.server import run_until_interrupted
 
@@ -97,9 +98,11 @@ def create_preview_app(
     settings: Settings,
     engine: Engine | None = None,
     *,
-    now: Callable[[], dt.datetime] = utcnow,
+    now: Callable[[], dt.datetime] | None = None,
 ) -> Flask:
-    """The preview server's WSGI app (serve it on 127.0.0.1 only: see :func:`serve_preview`)."""
+    """The preview server's WSGI app (serve it on 127.0.0.1 only: see :func:`serve_preview`);
+    its clock is ``now``, by default the real one or the one ``DIGEST_NOW`` starts."""
+    now = now or running_clock()
     engine = engine or make_engine(settings.database_url)
     factory = open_database(settings, engine)
     app = Flask(__name__, template_folder=str(builtin_templates_dir() / "web"), static_folder=None)

@@ -26,11 +26,12 @@ from flask import Flask, Response, current_app, g, render_template, request, url
 from sqlalchemy import Engine
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from digest.clock import running_clock
 from digest.config import Settings, load_settings
 from digest.delivery.transport import make_transport
 from digest.mail.transports.base import Transport
 from digest.render.renderer import Palette, builtin_templates_dir
-from digest.store.db import make_engine, utcnow
+from digest.store.db import make_engine
 from digest.store.schema import open_database
 from digest.web import pages, public, security, signup
 from digest.web.readers import Page
@@ -47,10 +48,13 @@ def create_app(
     settings: Settings | None = None,
     engine: Engine | None = None,
     *,
-    now: Callable[[], dt.datetime] = utcnow,
+    now: Callable[[], dt.datetime] | None = None,
     transport: Callable[[], Transport] | None = None,
 ) -> Flask:
-    """The subscriber pages as a WSGI app."""
+    """The subscriber pages as a WSGI app. Its clock is ``now``: by default the real one,
+    or, with ``DIGEST_NOW``, one that starts there and runs on (consent times, confirmation
+    expiry, the archive's weeks); the sign-up rate limits and form stamps keep real time."""
+    now = now or running_clock()
     settings = settings or load_settings()
     engine = engine or make_engine(settings.database_url)
     factory = open_database(settings, engine)
@@ -78,7 +82,9 @@ def create_app(
 
         verp = settings.verp_secret.encode() if settings.verp_secret else None
         app.register_blueprint(
-            make_blueprint(factory, secret=settings.bounce_webhook_secret, verp_secret=verp)
+            make_blueprint(
+                factory, secret=settings.bounce_webhook_secret, verp_secret=verp, now=now
+            )
         )
     return app
 

@@ -13,7 +13,7 @@ from email.policy import SMTP
 from email.utils import format_datetime, make_msgid
 
 from digest.config import Settings
-from digest.mail.message import one_line
+from digest.mail.headers import one_line, subject_header
 from digest.mail.transports.base import Envelope, Transport
 from digest.notices.confirmation import ConfirmationRenderer
 from digest.render.renderer import Rendered
@@ -49,12 +49,12 @@ def build_links_message(
     name: str | None,
     now: dt.datetime,
 ) -> tuple[str, bytes]:
-    """(Message-ID, bytes) of the email; text part first, HTML last, quoted-printable."""
+    """(Message-ID, bytes) of the email; text part first, HTML last, quoted-printable. The
+    subject is folded by :func:`~digest.mail.headers.subject_header`, as in every digest."""
     message = EmailMessage(policy=SMTP)
     message["Date"] = format_datetime(now.astimezone(dt.UTC))
     message["From"] = Address(settings.sender_name, addr_spec=settings.sender_address)
     message["To"] = Address(one_line(name or ""), addr_spec=to)
-    message["Subject"] = rendered.subject
     message_id = make_msgid("links", domain=settings.sender_domain)
     message["Message-ID"] = message_id
     if settings.reply_to:
@@ -62,7 +62,7 @@ def build_links_message(
     message["Auto-Submitted"] = "auto-generated"
     message.set_content(rendered.text, cte="quoted-printable")
     message.add_alternative(rendered.html, subtype="html", cte="quoted-printable")
-    return message_id, message.as_bytes()
+    return message_id, subject_header(rendered.subject) + message.as_bytes()
 
 
 def send_links(
