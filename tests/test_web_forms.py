@@ -7,6 +7,7 @@ read. Also: the preferences form refused as a whole, and page templates from a
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 import time
@@ -22,6 +23,7 @@ from werkzeug.test import TestResponse
 
 from digest.store.db import transaction
 from digest.web import create_app, security
+from digest.web.limits import Limit, SignupLimits
 from digest.web.state import current_web
 from subscribers import service
 from subscribers.models import Status
@@ -70,7 +72,8 @@ def site(tmp_path: Path, engine: Engine, smtp_server: SmtpServer) -> Site:
     site.app = create_app(site.settings, engine, now=lambda: site.clock[0])
     site.app.config["TESTING"] = True  # an exception fails the test with its traceback
     web = site.app.extensions["digest_web"]  # no rate limit: every post reaches the database
-    web.per_ip = web.per_address = security.RateLimiter(10**9, 1.0)
+    unlimited = Limit("any", 10**9, dt.timedelta(seconds=1))
+    web.limits = SignupLimits(unlimited, unlimited, unlimited, unlimited)
     site.send_edition(NOW)
     return site
 
