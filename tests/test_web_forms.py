@@ -16,8 +16,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import quote, urlencode
 
+import hypothesis
 import pytest
 from flask import Flask
+from hypothesis import strategies as st
 from sqlalchemy import Engine
 from werkzeug.test import TestResponse
 
@@ -329,3 +331,24 @@ def test_page_templates_copied_before_the_blueprints_still_work(site: Site, tmp_
 
         page = render_template("site/too_many.html")
     assert 'href="/subscribe"' in page and 'href="/p/t"' in page
+
+
+@hypothesis.settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[hypothesis.HealthCheck.function_scoped_fixture],
+)
+@hypothesis.given(data=st.data())
+def test_no_form_or_webhook_answers_5xx_for_arbitrary_text(site: Site, data: st.DataObject) -> None:
+    """Arbitrary text (control characters, any script, any length) in every field, and
+    extra fields, of every form and webhook of ``digest serve``."""
+    post: Post = site.app.test_client(use_cookies=False).post
+    rule = data.draw(st.sampled_from(sorted(post_rules(site.app))), label="rule")
+    form = good_forms(site)[rule]()
+    text = st.text(max_size=300)
+    fields: dict[str, str | list[str]] = {
+        name: data.draw(st.one_of(st.just(value), text, st.lists(text, max_size=3)), label=name)
+        for name, value in form.fields.items()
+    }
+    extra = data.draw(st.dictionaries(st.text(max_size=20), text, max_size=3), label="extra")
+    readable(submit(post, path_of(rule, form.params), form, {**extra, **fields}), rule)
