@@ -230,10 +230,12 @@ class Settings:
     bounce_webhook_secret: str | None = setting(
         None, v.secret,
         "turns on the bounce webhooks of `digest serve` (`POST /bounces/json` with header "
-        "`X-Digest-Secret`, `/bounces/ses`); at least 16 characters",
+        "`Authorization: Bearer <secret>`, `X-Digest-Secret` or `X-Digest-Signature`; "
+        "`/bounces/ses`); at least 16 characters",
         section="dkim", example="change me: at least 16 random characters", secret=True,
         note="With a secret, `digest serve` also takes bounce webhooks: POST /bounces/json "
-        "(header\nX-Digest-Secret) and /bounces/ses (Amazon SNS, signature verified).",
+        "(header\nAuthorization: Bearer <secret>) and /bounces/ses (Amazon SNS, signature "
+        "verified).",
     )  # fmt: skip
     signup_limit_per_ip: int = setting(
         10, v.whole_number(1, 100_000),
