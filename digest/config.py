@@ -240,6 +240,7 @@ class Settings:
     signup_limit_per_ip: int = setting(
         10, v.whole_number(1, 100_000),
         "sign-ups and link requests per client address in 10 minutes (then 429)",
+        commented=True,
         heading="Abuse limits of the sign-up and link-request forms, kept in the database so "
         "that\nevery process of `digest serve` shares them. An address gets at most one "
         "confirmation\nemail a day whatever the client.",
@@ -247,6 +248,7 @@ class Settings:
     signup_limit_per_hour: int = setting(
         200, v.whole_number(1, 1_000_000),
         "emails the sign-up and link-request forms send per hour for the whole site (then 429)",
+        commented=True,
     )  # fmt: skip
     trusted_proxies: str | None = setting(
         None, v.ip_networks,
