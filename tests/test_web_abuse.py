@@ -91,7 +91,7 @@ def test_digest_serve_logs_no_token_and_no_secret(site: Site, tmp_path: Path) ->
                 ("GET", f"/u/{token}", "", {}, 200),
                 ("GET", f"/p/{token}?token={token}", "", {}, 200),
                 ("GET", f"/confirm/{confirm}", "", {}, 200),
-                ("GET", f"/u/{token[:-1]}x", "", {}, 404),
+                ("GET", f"/u/{token[:-1]}{'y' if token.endswith('x') else 'x'}", "", {}, 404),
                 ("POST", f"/p/{token}", "action=save", form, 400),
                 ("POST", f"/u/{token}", ONE_CLICK, form, 200),
                 ("POST", f"/confirm/{confirm}", "", form, 200),
@@ -304,7 +304,8 @@ def test_tokens_are_found_by_their_keyed_hash(site: Site) -> None:
         key = token_key(session)
         assert zoe.token_hash == token_digest(key, zoe.token)
         assert service.find_by_token(session, zoe.token) is not None
-        for wrong in (zoe.token[:-1] + "A", "short", "\x00" * 43, "é" * 43, zoe.token_hash):
+        near = zoe.token[:-1] + ("B" if zoe.token.endswith("A") else "A")
+        for wrong in (near, "short", "\x00" * 43, "é" * 43, zoe.token_hash):
             assert service.find_by_token(session, wrong) is None
     with transaction(site.factory) as session:
         found = session.get(Subscriber, zoe.id)
