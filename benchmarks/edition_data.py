@@ -31,8 +31,10 @@ from digest.sources.store import SummaryRecord, ensure_category, slugify, upsert
 from digest.store import schema
 from digest.store.db import make_engine, session_factory, transaction
 from digest.store.models import Delivery, DeliveryStatus, Edition, EditionStatus, Variant
+from subscribers.instance import token_key
 from subscribers.models import Status, Subscriber, Subscription
 from subscribers.suppression import email_hash, email_salt
+from subscribers.tokens import token_digest
 
 #: Monday 4 March 2030, 08:00 UTC (edition 2030-W10): far from the weeks the tests use.
 NOW = dt.datetime(2030, 3, 4, 8, 0, tzinfo=dt.UTC)
@@ -141,7 +143,10 @@ def last_week(session: Session) -> tuple[int, int]:
 class Readers:
     """Rows for subscribers, their subscriptions and last week's deliveries."""
 
-    def __init__(self, rng: random.Random, salt: bytes, category_ids: Sequence[int]) -> None:
+    def __init__(
+        self, rng: random.Random, salt: bytes, category_ids: Sequence[int], token_key: bytes = b""
+    ) -> None:
+        self.token_key = token_key
         self.rng = rng
         self.salt = salt
         self.sets, self.weights = category_sets(category_ids)
@@ -164,7 +169,8 @@ class Readers:
             "email_hash": email_hash(self.salt, email),
             "name": name,
             "status": Status.ACTIVE.value,
-            "token": secrets.token_urlsafe(32),
+            "token": (token := secrets.token_urlsafe(32)),
+            "token_hash": token_digest(self.token_key, token),
             "created_at": joined,
             "confirmed_at": joined,
             "active_since": joined,
@@ -225,8 +231,9 @@ def generate(url: str, subscribers: int, seed: int = 7) -> Generated:
     with transaction(session_factory(engine)) as session:
         category_ids = load_week(session)
         salt = email_salt(session)
+        key = token_key(session)
         previous = last_week(session)
-    readers = Readers(random.Random(seed), salt, category_ids)
+    readers = Readers(random.Random(seed), salt, category_ids, key)
     returning = insert_readers(engine, readers, subscribers, previous)
     with engine.begin() as conn:
         subscriptions = conn.scalar(select(func.count()).select_from(Subscription))

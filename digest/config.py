@@ -245,10 +245,31 @@ class Settings:
     bounce_webhook_secret: str | None = setting(
         None, v.secret,
         "turns on the bounce webhooks of `digest serve` (`POST /bounces/json` with header "
-        "`X-Digest-Secret`, `/bounces/ses`); at least 16 characters",
+        "`Authorization: Bearer <secret>`, `X-Digest-Secret` or `X-Digest-Signature`; "
+        "`/bounces/ses`); at least 16 characters",
         section="dkim", example="change me: at least 16 random characters", secret=True,
         note="With a secret, `digest serve` also takes bounce webhooks: POST /bounces/json "
-        "(header\nX-Digest-Secret) and /bounces/ses (Amazon SNS, signature verified).",
+        "(header\nAuthorization: Bearer <secret>) and /bounces/ses (Amazon SNS, signature "
+        "verified).",
+    )  # fmt: skip
+    signup_limit_per_ip: int = setting(
+        10, v.whole_number(1, 100_000),
+        "sign-ups and link requests per client address in 10 minutes (then 429)",
+        commented=True,
+        heading="Abuse limits of the sign-up and link-request forms, kept in the database so "
+        "that\nevery process of `digest serve` shares them. An address gets at most one "
+        "confirmation\nemail a day whatever the client.",
+    )  # fmt: skip
+    signup_limit_per_hour: int = setting(
+        200, v.whole_number(1, 1_000_000),
+        "emails the sign-up and link-request forms send per hour for the whole site (then 429)",
+        commented=True,
+    )  # fmt: skip
+    trusted_proxies: str | None = setting(
+        None, v.ip_networks,
+        "comma-separated addresses or networks of your reverse proxies: from them, the client "
+        "is the last `X-Forwarded-For` address that is not a proxy",
+        example="127.0.0.1, ::1", default_text="none (`X-Forwarded-For` ignored)",
     )  # fmt: skip
     #: The file these settings were read from (None: the environment alone).
     config_path: Path | None = None

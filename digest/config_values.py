@@ -199,6 +199,22 @@ def secret(key: str, value: Any, source: str) -> str:
     return text
 
 
+def ip_networks(key: str, value: Any, source: str) -> str:
+    """Comma-separated IP addresses or networks (``10.0.0.0/8``), normalised."""
+    if isinstance(value, list):
+        value = ", ".join(str(item) for item in value)
+    text = plain_text(key, value, source)
+    networks = []
+    for part in (p.strip() for p in text.split(",")):
+        try:
+            networks.append(str(ipaddress.ip_network(part, strict=False)))
+        except ValueError:
+            raise ConfigError(
+                key, f"{part[:60]!r} is not an IP address or network", source=source
+            ) from None
+    return ", ".join(networks)
+
+
 def domain_aligned(domain: str, from_domain: str) -> bool:
     """True when ``domain`` equals ``from_domain`` or is a parent of it (relaxed DMARC
     alignment, RFC 7489 §3.1.1), never for a bare top-level name such as ``org``."""

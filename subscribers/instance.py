@@ -1,4 +1,4 @@
-"""Per-database random secrets (address-hash salt, form key), made on first use."""
+"""Per-database random secrets (address-hash salt, form key, token key), made on first use."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from subscribers.models import InstanceSecret
+from subscribers.models import TOKEN_KEY_NAME, InstanceSecret
 
 
 def instance_secret(session: Session, name: str) -> bytes:
@@ -28,3 +28,8 @@ def instance_secret(session: Session, name: str) -> bytes:
             value = session.scalar(select(InstanceSecret.value).where(InstanceSecret.name == name))
     assert value is not None
     return bytes.fromhex(value)
+
+
+def token_key(session: Session) -> bytes:
+    """This database's key of token hashes (see :func:`subscribers.tokens.token_digest`)."""
+    return instance_secret(session, TOKEN_KEY_NAME)

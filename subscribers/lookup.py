@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -11,10 +12,13 @@ from sqlalchemy.orm import Session
 
 from digest.errors import SubscriberError
 from digest.store.db import Category
+from subscribers.instance import token_key
 from subscribers.models import Frequency, Subscriber
-from subscribers.tokens import looks_like_token, tokens_equal
+from subscribers.tokens import looks_like_token, token_digest, tokens_equal
 
 NAME_MAX = 200
+#: Control characters that are not white space: no name or address may hold one.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 def normalize_email(address: str) -> str:
@@ -34,9 +38,12 @@ def normalize_email(address: str) -> str:
 
 
 def clean_name(name: str | None) -> str | None:
-    """A display name on one line (no CR/LF can ever reach a header), or None."""
+    """A display name on one line (no CR/LF can ever reach a header), or None. Control
+    characters other than white space (NUL among them) are refused."""
     if name is None:
         return None
+    if _CONTROL.search(name):
+        raise SubscriberError("a name may not contain control characters (such as NUL)")
     cleaned = " ".join(name.split())
     if len(cleaned) > NAME_MAX:
         raise SubscriberError(f"a name is at most {NAME_MAX} characters")
@@ -96,10 +103,14 @@ def find_by_email(session: Session, address: str) -> Subscriber | None:
 
 
 def find_by_token(session: Session, token: str) -> Subscriber | None:
-    """The subscriber owning ``token``, or None for an unknown or malformed token."""
-    if not looks_like_token(token):
-        return None
-    subscriber = session.scalar(select(Subscriber).where(Subscriber.token == token))
-    if subscriber is None or not tokens_equal(subscriber.token, token):
+    """The subscriber owning ``token``, or None for an unknown or malformed token.
+
+    Every token, well-formed or not, takes the same steps: its keyed hash is computed
+    and looked up (so the index walk depends on a value an attacker cannot choose), then
+    compared in constant time; only then is its shape checked."""
+    digest = token_digest(token_key(session), token)
+    subscriber = session.scalar(select(Subscriber).where(Subscriber.token_hash == digest))
+    same = subscriber is not None and tokens_equal(subscriber.token_hash, digest)
+    if not (same & looks_like_token(token)):
         return None
     return subscriber

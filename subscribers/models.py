@@ -1,16 +1,23 @@
 """Subscriber tables: subscribers, their categories, consent records, pending confirmations,
-the suppression list and the per-database secret that salts its hashes."""
+the suppression list and the per-database secrets that key its hashes. Every insert or
+token change of a subscriber also stores the token's keyed hash (``token_hash``)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import enum
+import secrets
+from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, String
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy import JSON, Connection, ForeignKey, Index, String, event, insert, inspect, select
+from sqlalchemy.orm import Mapped, Mapper, mapped_column, relationship
 
 from digest.store.db import Base, Category, UTCDateTime
-from subscribers.tokens import new_token
+from subscribers.tokens import new_token, token_digest
+
+#: The ``instance_secrets`` row keying token hashes (made by migration 0009). Deleting it
+#: would make every unsubscribe and preferences link already sent unknown.
+TOKEN_KEY_NAME = "token_key"  # noqa: S105 (the name of a row, not a secret)
 
 
 class Status(enum.StrEnum):
@@ -47,6 +54,9 @@ class Subscriber(Base):
     status: Mapped[str] = mapped_column(String(20), default=Status.PENDING.value)
     #: Opaque unsubscribe/preferences token (256 bits); rotate it to revoke old links.
     token: Mapped[str] = mapped_column(String(64), unique=True, default=new_token)
+    #: HMAC-SHA256 of ``token`` with the database's ``token_key``: links are looked up by
+    #: it, never by the token (set on insert and on every token change, see below).
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     confirmed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     unsubscribed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
@@ -140,3 +150,46 @@ class InstanceSecret(Base):
     name: Mapped[str] = mapped_column(String(40), primary_key=True)
     value: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class SignupHit(Base):
+    """One email the sign-up or link-request form was asked to send, counted against the
+    abuse limits (see :mod:`digest.web.limits`); rows older than a day are deleted. The
+    client and the address are kept only as keyed hashes."""
+
+    __tablename__ = "signup_hits"
+    __table_args__ = (Index("ix_signup_hits_scope_key_at", "scope", "key", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    #: ``ip``, ``address``, ``links`` or ``site``.
+    scope: Mapped[str] = mapped_column(String(10))
+    key: Mapped[str] = mapped_column(String(64))
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+def token_key_of(connection: Connection) -> bytes:
+    """The database's key of token hashes, read (or, on a database that lacks it, made)
+    on ``connection``."""
+    query = select(InstanceSecret.value).where(InstanceSecret.name == TOKEN_KEY_NAME)
+    value = connection.scalar(query)
+    if value is None:
+        value = secrets.token_hex(32)
+        connection.execute(
+            insert(InstanceSecret).values(
+                name=TOKEN_KEY_NAME, value=value, created_at=dt.datetime.now(dt.UTC)
+            )
+        )
+    return bytes.fromhex(value)
+
+
+@event.listens_for(Subscriber, "before_insert")
+def _hash_new_token(_: Mapper[Any], connection: Connection, subscriber: Subscriber) -> None:
+    if subscriber.token is None:
+        subscriber.token = new_token()
+    subscriber.token_hash = token_digest(token_key_of(connection), subscriber.token)
+
+
+@event.listens_for(Subscriber, "before_update")
+def _hash_changed_token(_: Mapper[Any], connection: Connection, subscriber: Subscriber) -> None:
+    if inspect(subscriber).attrs.token.history.has_changes():
+        subscriber.token_hash = token_digest(token_key_of(connection), subscriber.token)

@@ -1,7 +1,9 @@
 """Opaque tokens for unsubscribe, preference and confirmation links.
 
 Every token is ``secrets.token_urlsafe(32)``: 256 random bits in 43 URL-safe characters.
-Unsubscribe/preferences tokens are stored as they are (each digest carries them); a
+Unsubscribe/preferences tokens are kept as they are (each digest is built with them) and
+are found only by their keyed hash (:func:`token_digest`: HMAC-SHA256 with the database's
+``token_key``), so the time a look-up takes says nothing about the stored tokens; a
 confirmation token is stored only as its sha256 (:func:`token_hash`). Tokens are compared
 in constant time and never logged or printed.
 """
@@ -36,3 +38,10 @@ def tokens_equal(a: str, b: str) -> bool:
 def token_hash(token: str) -> str:
     """The sha256 of ``token`` in hex: what is stored for confirmation tokens."""
     return hashlib.sha256(token.encode("ascii", "replace")).hexdigest()
+
+
+def token_digest(key: bytes, token: str) -> str:
+    """HMAC-SHA256(key, token) in hex: what a subscriber's token is looked up by. Any text
+    (malformed tokens included) goes through the same steps."""
+    data = token.encode("utf-8", "surrogatepass")
+    return hmac.new(key, data, hashlib.sha256).hexdigest()

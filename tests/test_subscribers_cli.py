@@ -287,3 +287,18 @@ def test_a_file_that_is_not_a_csv_is_one_error_line(admin: Path) -> None:
     assert result.exit_code == 1
     assert result.output.startswith("Error: photo.csv: line 1: the header has no 'email' column")
     assert len(result.output.splitlines()) == 1
+
+
+def test_a_nul_byte_in_a_name_is_one_clear_line_on_every_database(admin: Path, factory) -> None:
+    """Issue 19: a NUL in a name ended in a psycopg.DataError traceback on PostgreSQL."""
+    (admin / "nul.csv").write_text(
+        "email;name;categories\nnul@example.org;A\x00B;neurology\n", encoding="utf-8"
+    )
+    refused = run("import", "nul.csv")
+    assert refused.exit_code == 1
+    assert "line 2: a name may not contain control characters (such as NUL)" in refused.output
+    added = run("add", "nul@example.org", "-c", "neurology", "--name", "A\x00B")
+    assert added.exit_code == 1
+    assert added.output.strip().endswith("a name may not contain control characters (such as NUL)")
+    with factory() as session:
+        assert session.scalars(select(Subscriber.email)).all() == []

@@ -204,14 +204,17 @@ def test_sign_up_rate_limit_and_honeypot(site: Site) -> None:
     trapped = client.post("/subscribe", data={**data, "website": "http://spam"})
     assert trapped.status_code == 200 and b"Check your inbox" in trapped.data
     assert site.received("bot@example.org") == []
-    answers = [client.post("/subscribe", data=data).status_code for _ in range(5)]
-    assert answers == [200] * 5
-    assert len(site.received("bot@example.org")) == 3  # per-address limit
+    answers = [client.post("/subscribe", data=data) for _ in range(5)]
+    assert [a.status_code for a in answers] == [200] + [429] * 4
+    assert len(site.received("bot@example.org")) == 1  # per-address limit: one a day
+    assert b"Please try again in" in answers[-1].data
+    assert answers[-1].headers["Retry-After"] == str(24 * 3600)
     codes = [
         client.post("/subscribe", data={**data, "email": f"p{i}@example.org"}).status_code
-        for i in range(8)
+        for i in range(10)
     ]
-    assert codes[-1] == 429  # per-IP limit (10 in 10 minutes)
+    assert codes[-1] == 429  # per-IP limit (10 in 10 minutes; refused posts do not count)
+    assert site.received("p9@example.org") == []
 
 
 def test_sign_up_refuses_missing_topics_and_bad_address(site: Site) -> None:

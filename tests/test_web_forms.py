@@ -7,6 +7,7 @@ read. Also: the preferences form refused as a whole, and page templates from a
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 import time
@@ -15,13 +16,16 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import quote, urlencode
 
+import hypothesis
 import pytest
 from flask import Flask
+from hypothesis import strategies as st
 from sqlalchemy import Engine
 from werkzeug.test import TestResponse
 
 from digest.store.db import transaction
 from digest.web import create_app, security
+from digest.web.limits import Limit, SignupLimits
 from digest.web.state import current_web
 from subscribers import service
 from subscribers.models import Status
@@ -70,7 +74,8 @@ def site(tmp_path: Path, engine: Engine, smtp_server: SmtpServer) -> Site:
     site.app = create_app(site.settings, engine, now=lambda: site.clock[0])
     site.app.config["TESTING"] = True  # an exception fails the test with its traceback
     web = site.app.extensions["digest_web"]  # no rate limit: every post reaches the database
-    web.per_ip = web.per_address = security.RateLimiter(10**9, 1.0)
+    unlimited = Limit("any", 10**9, dt.timedelta(seconds=1))
+    web.limits = SignupLimits(unlimited, unlimited, unlimited, unlimited)
     site.send_edition(NOW)
     return site
 
@@ -326,3 +331,24 @@ def test_page_templates_copied_before_the_blueprints_still_work(site: Site, tmp_
 
         page = render_template("site/too_many.html")
     assert 'href="/subscribe"' in page and 'href="/p/t"' in page
+
+
+@hypothesis.settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[hypothesis.HealthCheck.function_scoped_fixture],
+)
+@hypothesis.given(data=st.data())
+def test_no_form_or_webhook_answers_5xx_for_arbitrary_text(site: Site, data: st.DataObject) -> None:
+    """Arbitrary text (control characters, any script, any length) in every field, and
+    extra fields, of every form and webhook of ``digest serve``."""
+    post: Post = site.app.test_client(use_cookies=False).post
+    rule = data.draw(st.sampled_from(sorted(post_rules(site.app))), label="rule")
+    form = good_forms(site)[rule]()
+    text = st.text(max_size=300)
+    fields: dict[str, str | list[str]] = {
+        name: data.draw(st.one_of(st.just(value), text, st.lists(text, max_size=3)), label=name)
+        for name, value in form.fields.items()
+    }
+    extra = data.draw(st.dictionaries(st.text(max_size=20), text, max_size=3), label="extra")
+    readable(submit(post, path_of(rule, form.params), form, {**extra, **fields}), rule)

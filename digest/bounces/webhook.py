@@ -1,6 +1,9 @@
 """Webhooks for bounces and complaints, as a Flask blueprint (mount it in any Flask app):
 
-``POST /bounces/json`` (secret in ``X-Digest-Secret`` or ``?secret=``)::
+``POST /bounces/json``, with the secret in a header: ``Authorization: Bearer <secret>``,
+``X-Digest-Secret: <secret>``, or ``X-Digest-Signature: sha256=<hex HMAC-SHA256 of the
+body keyed with the secret>``; ``?secret=`` still works for providers that cannot set
+headers (``digest serve`` keeps it out of its log)::
 
     {"type": "bounce", "recipient": "jo@example.com", "status": "5.1.1",
      "action": "failed", "diagnostic": "550 5.1.1 user unknown",
@@ -94,11 +97,28 @@ def run(report: Report) -> Response:
     )
 
 
+def authorized(secret: str) -> bool:
+    """Whether the request carries ``secret`` (see the module's docstring), compared in
+    constant time."""
+    expected = secret.encode()
+    signature = request.headers.get("X-Digest-Signature", "")
+    if signature:
+        mac = hmac.new(expected, request.get_data(), hashlib.sha256).hexdigest()
+        given = signature.removeprefix("sha256=").strip().lower()
+        return hmac.compare_digest(mac.encode(), given.encode("utf-8", "replace"))
+    bearer = request.headers.get("Authorization", "")
+    scheme, _, credential = bearer.partition(" ")
+    given = (
+        (credential.strip() if scheme.lower() == "bearer" else "")
+        or request.headers.get("X-Digest-Secret")
+        or request.args.get("secret", "")
+    )
+    return hmac.compare_digest(given.encode("utf-8", "replace"), expected)
+
+
 def generic() -> Response:
     """``POST /bounces/json``: one bounce or complaint; the secret is required."""
-    secret = webhook_options().secret
-    given = request.headers.get("X-Digest-Secret") or request.args.get("secret", "")
-    if not hmac.compare_digest(given.encode(), secret.encode()):
+    if not authorized(webhook_options().secret):
         abort(403)
     payload = json_body(request.get_data(as_text=True)) if request.is_json else None
     if not isinstance(payload, dict):

@@ -9,8 +9,8 @@ functions: the token pages (:mod:`~digest.web.pages`), sign-up and links
 secret, the bounce webhooks (:mod:`digest.bounces.webhook`). Without arguments it loads the settings
 as the CLI does. Pages work without JavaScript and set no cookie: the token in the URL is
 the credential, and forms carry signed values instead of a session (see
-:mod:`digest.web.security`). Behind a reverse proxy, wrap the app in werkzeug's
-``ProxyFix`` so the rate limits see the client's address.
+:mod:`digest.web.security`). Behind a reverse proxy, list it in ``trusted_proxies``
+so the abuse limits see the client's address (from ``X-Forwarded-For``).
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ from digest.mail.transports.base import Transport
 from digest.render.renderer import Palette, builtin_templates_dir
 from digest.store.db import make_engine
 from digest.store.schema import open_database
-from digest.web import pages, public, security, signup
+from digest.web import inputs, pages, public, security, signup
+from digest.web.limits import limits_for
 from digest.web.readers import Page
 from digest.web.state import WebApp, current_web, ensure_form_key
 
@@ -64,6 +65,8 @@ def create_app(
         now=now,
         transport=transport or partial(make_transport, settings),
         key=ensure_form_key(factory),
+        limits=limits_for(settings),
+        proxies=security.networks(settings.trusted_proxies),
     )
     app = Flask(__name__, static_folder=None)
     app.jinja_loader = page_templates(settings)
@@ -71,6 +74,7 @@ def create_app(
     web.install(app)
     security.install_redaction(app.logger, logging.getLogger("werkzeug"), log)
     app.before_request(new_nonce)
+    app.before_request(inputs.refuse_control_characters)
     app.context_processor(page_values)
     app.after_request(security_headers)
     app.register_error_handler(RequestEntityTooLarge, too_large)

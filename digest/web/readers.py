@@ -12,6 +12,8 @@ from sqlalchemy.orm import Session
 
 from digest.config import Settings
 from digest.planning.plan import ordered_categories
+from digest.web.security import forwarded_client
+from digest.web.state import current_web
 from subscribers.models import Status, Subscriber
 from subscribers.preferences import is_paused
 
@@ -82,4 +84,7 @@ def not_found() -> Page:
 
 
 def client_address() -> str:
-    return request.remote_addr or "unknown"
+    """The client's IP address: the peer's, or behind a trusted proxy the last
+    ``X-Forwarded-For`` hop that is not one (see :func:`digest.web.security.forwarded_client`)."""
+    forwarded = request.headers.getlist("X-Forwarded-For")
+    return forwarded_client(request.remote_addr or "unknown", forwarded, current_web().proxies)

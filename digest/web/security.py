@@ -5,17 +5,21 @@ and keeping tokens out of logs. Pure functions and small classes, no Flask globa
   random value kept in the database (:func:`subscribers.preferences.form_key`), so every
   process agrees and no cookie is needed. The sign-up and "email me my link" forms carry a
   signed time stamp instead (there is no token yet): a form older than a day is refused.
-* **Rate limits** (:class:`RateLimiter`): a sliding window per key, in process memory, for
-  at most ``max_keys`` keys (the oldest are forgotten first), so memory stays bounded
-  whatever the traffic. Behind several processes each keeps its own counts.
+* **Rate limits**: the forms' limits are counted in the database (:mod:`digest.web.limits`);
+  :class:`RateLimiter` is a bounded sliding window in process memory for other uses. The
+  client is the peer, or behind a trusted proxy the last ``X-Forwarded-For`` hop that is
+  not one (:func:`forwarded_client`).
 * **Logs**: :class:`RedactTokens` replaces every token in a path (``/u/``, ``/p/``,
-  ``/confirm/``) with ``<token>`` in the records of the loggers it is attached to.
+  ``/confirm/``) with ``<token>``, and the value of every secret-looking query parameter
+  (``secret``, ``token``, ``key``, ``signature``...) with ``<redacted>``, in the records of
+  the loggers it is attached to (werkzeug's access log among them).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import logging
 import re
 import secrets
@@ -26,7 +30,13 @@ from collections.abc import Callable
 
 #: Pages whose URL holds a personal token: never cached, never sent as a referrer.
 TOKEN_PATHS = re.compile(r"/(u|p|confirm)/[^/?#\s\"']+")
+#: A query parameter whose value is a credential (``?secret=`` of a bounce webhook...).
+SECRET_PARAMS = re.compile(
+    r"(?i)([?&;](?:[\w.-]*(?:secret|token|key|signature|password|passwd|auth|sig|code))=)"
+    r"[^&;#\s\"']*"
+)
 FORM_MAX_AGE = 24 * 3600.0
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 PAGE_CSP = (
     "default-src 'none'; style-src 'nonce-{nonce}'; img-src 'self' data:; "
@@ -67,8 +77,10 @@ def stamp_ok(key: bytes, stamp: str, now: float, max_age: float = FORM_MAX_AGE) 
 
 
 def redact(text: str) -> str:
-    """``text`` with every token of a subscriber link replaced by ``<token>``."""
-    return TOKEN_PATHS.sub(lambda m: f"/{m.group(1)}/<token>", text)
+    """``text`` with every token of a subscriber link replaced by ``<token>`` and the value
+    of every secret query parameter by ``<redacted>``."""
+    text = TOKEN_PATHS.sub(lambda m: f"/{m.group(1)}/<token>", text)
+    return SECRET_PARAMS.sub(lambda m: f"{m.group(1)}<redacted>", text)
 
 
 class RedactTokens(logging.Filter):
@@ -128,6 +140,33 @@ class RateLimiter:
 def address_key(key: bytes, address: str) -> str:
     """What the per-address limiter remembers: a keyed hash, never the address."""
     return hmac.new(key, address.strip().lower().encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def networks(text: str | None) -> tuple[Network, ...]:
+    """The networks of a ``trusted_proxies`` setting (already validated)."""
+    if not text:
+        return ()
+    return tuple(ipaddress.ip_network(part.strip(), strict=False) for part in text.split(","))
+
+
+def _within(address: str, proxies: tuple[Network, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address.strip())
+    except ValueError:
+        return False
+    return any(ip in network for network in proxies)
+
+
+def forwarded_client(remote: str, forwarded: list[str], proxies: tuple[Network, ...]) -> str:
+    """The client's address: ``remote`` unless it is a trusted proxy; then the last hop of
+    ``X-Forwarded-For`` that is not a trusted proxy (hops before it could be forged)."""
+    if not _within(remote, proxies):
+        return remote
+    hops = [hop.strip() for header in forwarded for hop in header.split(",") if hop.strip()]
+    for hop in reversed(hops):
+        if not _within(hop, proxies):
+            return hop[:64]
+    return hops[0][:64] if hops else remote
 
 
 def new_nonce() -> str:

@@ -1,23 +1,28 @@
 """Joining and finding one's links, Blueprint ``signup``: sign-up (``/subscribe``),
 confirmation (``/confirm/<token>``) and "email me my links" (``/unsubscribe``).
 
-Sign-up and link requests answer the same whether or not the address is known, are rate
-limited (:mod:`digest.web.state`) and carry a signed time stamp and a honeypot field.
+Sign-up and link requests answer the same whether or not the address is known, are
+limited per client, per address and for the whole site (:mod:`digest.web.limits`: over a
+limit, a 429 page says when to retry and nothing is sent) and carry a signed time stamp
+and a honeypot field.
 Confirmation is a button: GET shows it, POST confirms (link scanners confirm nobody).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+import math
 import time
 
-from flask import Blueprint, render_template, request
+from flask import Blueprint, Response, make_response, render_template, request
 from sqlalchemy.orm import Session
 
 from digest.errors import DigestError, SubscriberError
 from digest.notices.confirmation import send_confirmations
 from digest.store.db import transaction
 from digest.web import security
+from digest.web.limits import Limit, count_hit
 from digest.web.mailer import send_links
 from digest.web.readers import (
     Page,
@@ -65,8 +70,33 @@ def subscribe_page() -> Page:
         return signup_form(session, [], {"categories": []}), 200
 
 
+def over_limits(web: WebApp, address: str, per_address: Limit) -> dt.datetime | None:
+    """Count this request against the client's, the address's and the site's limits;
+    the moment to retry when one of them is reached (then nothing was counted)."""
+    limits = web.limits
+    hits = [
+        (limits.per_ip, security.address_key(web.key, client_address())),
+        (per_address, security.address_key(web.key, address)),
+        (limits.per_site, "site"),
+    ]
+    return count_hit(web.factory, hits, web.now())
+
+
+def too_many(retry_at: dt.datetime) -> Response:
+    """The 429 page: when to try again (also as ``Retry-After``)."""
+    seconds = max(1, math.ceil((retry_at - current_web().now()).total_seconds()))
+    minutes = math.ceil(seconds / 60)
+    wait = f"{minutes} minutes" if minutes < 120 else f"{math.ceil(minutes / 60)} hours"
+    page = render_template(
+        "site/too_many.html", wait="1 minute" if minutes == 1 else wait, retry_at=retry_at
+    )
+    response = make_response(page, 429)
+    response.headers["Retry-After"] = str(seconds)
+    return response
+
+
 @blueprint.post("/subscribe")
-def subscribe() -> Page:
+def subscribe() -> Page | Response:
     web = current_web()
     form = request.form
     email = form_text("email", 320)
@@ -90,10 +120,9 @@ def subscribe() -> Page:
             errors.append("Choose at least one topic.")
         if errors:
             return signup_form(session, errors, values), 400
-    if not web.per_ip.hit(client_address()):
-        return render_template("site/too_many.html"), 429
-    if web.per_address.hit(security.address_key(web.key, address)):
-        sign_up(web, address, name or None, chosen)
+    if retry_at := over_limits(web, address, web.limits.per_address):
+        return too_many(retry_at)
+    sign_up(web, address, name or None, chosen)
     return render_template("site/check_inbox.html"), 200
 
 
@@ -184,7 +213,7 @@ def request_links_page() -> Page:
 
 
 @blueprint.post("/unsubscribe")
-def request_links() -> Page:
+def request_links() -> Page | Response:
     web = current_web()
     form = request.form
     if form.get("website"):
@@ -198,24 +227,21 @@ def request_links() -> Page:
         return links_form(["This form was open too long. Please send it again."], 400)
     if not address:
         return links_form([ENTER_ADDRESS], 400)
-    if not web.per_ip.hit(client_address()):
-        return render_template("site/too_many.html"), 429
-    if web.per_address.hit(security.address_key(web.key, address)):
-        with web.factory() as session:
-            found = service.find_by_email(session, address)
-            person = (found.email, found.name, found.token) if found else None
-            if found is not None and found.status in SUPPRESSED:
-                person = None
-        if person is not None:
-            to, name, token = person
+    if retry_at := over_limits(web, address, web.limits.links_per_address):
+        return too_many(retry_at)
+    with web.factory() as session:
+        found = service.find_by_email(session, address)
+        person = (found.email, found.name, found.token) if found else None
+        if found is not None and found.status in SUPPRESSED:
+            person = None
+    if person is not None:
+        to, name, token = person
+        try:
+            transport = web.transport()
             try:
-                transport = web.transport()
-                try:
-                    send_links(
-                        web.settings, transport, to=to, name=name, token=token, now=web.now()
-                    )
-                finally:
-                    transport.close()
-            except DigestError as exc:
-                log.error("link request: could not send (%s)", type(exc).__name__)
+                send_links(web.settings, transport, to=to, name=name, token=token, now=web.now())
+            finally:
+                transport.close()
+        except DigestError as exc:
+            log.error("link request: could not send (%s)", type(exc).__name__)
     return render_template("site/links_sent.html"), 200

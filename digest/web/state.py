@@ -1,5 +1,5 @@
 """What the subscriber pages' views share: settings, sessions, clock, transport, the form
-key and the in-process rate limiters (documented in :mod:`digest.web.security`), kept in
+key, the forms' abuse limits (:mod:`digest.web.limits`) and the trusted proxies, kept in
 ``current_app.extensions`` by ``create_app`` and read through :func:`current_web`."""
 
 from __future__ import annotations
@@ -17,11 +17,9 @@ from digest.config import Settings
 from digest.mail.transports.base import Transport
 from digest.store.db import transaction
 from digest.web import security
+from digest.web.limits import SignupLimits
 from subscribers.preferences import form_key
 
-#: Sign-ups and link requests: per client address, and per email address.
-IP_LIMIT, IP_WINDOW = 10, 600.0
-ADDRESS_LIMIT, ADDRESS_WINDOW = 3, 3600.0
 #: The key of the shared state in ``app.extensions``.
 EXTENSION = "digest_web"
 CACHED_PAGES = 64
@@ -57,12 +55,9 @@ class WebApp:
     transport: Callable[[], Transport]
     key: bytes
     """The database's form-signing key (see :func:`ensure_form_key`)."""
-    per_ip: security.RateLimiter = field(
-        default_factory=lambda: security.RateLimiter(IP_LIMIT, IP_WINDOW)
-    )
-    per_address: security.RateLimiter = field(
-        default_factory=lambda: security.RateLimiter(ADDRESS_LIMIT, ADDRESS_WINDOW)
-    )
+    limits: SignupLimits
+    proxies: tuple[security.Network, ...] = ()
+    """Reverse proxies whose ``X-Forwarded-For`` is believed (``trusted_proxies``)."""
     web_versions: PageCache = field(default_factory=PageCache)
 
     def install(self, app: Flask) -> None:

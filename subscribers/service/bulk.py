@@ -14,18 +14,19 @@ from sqlalchemy.orm import Session
 
 from digest.store.db import Category, driver_time, insert_many
 from subscribers import consent, rules, suppression
+from subscribers.instance import token_key
 from subscribers.merging import BatchPlan, Close, NewSubscriber, Update
 from subscribers.models import SUPPRESSED, Consent, Subscriber, Subscription, Suppression
 from subscribers.service.people import confirm, unsubscribe
-from subscribers.tokens import new_token
+from subscribers.tokens import new_token, token_digest
 
 _SUBSCRIBERS = Subscriber.metadata.tables[Subscriber.__tablename__]
 _SUBSCRIPTIONS = Subscription.metadata.tables[Subscription.__tablename__]
 _CONSENTS = Consent.metadata.tables[Consent.__tablename__]
 _SUPPRESSIONS = Suppression.metadata.tables[Suppression.__tablename__]
 _SUBSCRIBER_COLUMNS = (
-    "email", "email_key", "email_hash", "name", "status", "token", "created_at", "confirmed_at",
-    "unsubscribed_at", "active_since", "timezone", "frequency",
+    "email", "email_key", "email_hash", "name", "status", "token", "token_hash", "created_at",
+    "confirmed_at", "unsubscribed_at", "active_since", "timezone", "frequency",
 )  # fmt: skip
 _CONSENT_COLUMNS = (
     "subscriber_id", "created_at", "source", "categories", "text_version", "confirmed_at",
@@ -54,13 +55,16 @@ def _create(session: Session, new: Sequence[NewSubscriber], *, now: dt.datetime)
     def maybe(value: dt.datetime | None) -> object:
         return None if value is None else time(value)
 
+    key = token_key(session)
+    tokens = [new_token() for _ in new]
     subscribers = [
         (
-            *(n.email, n.key, n.email_hash, n.name, n.status, new_token(), time(n.created_at)),
+            *(n.email, n.key, n.email_hash, n.name, n.status, token, token_digest(key, token)),
+            time(n.created_at),
             *(maybe(n.confirmed_at), maybe(n.unsubscribed_at), maybe(n.active_since)),
             *(n.timezone, n.frequency),
         )
-        for n in new
+        for n, token in zip(new, tokens, strict=True)
     ]
     insert_many(session, _SUBSCRIBERS, _SUBSCRIBER_COLUMNS, subscribers)
     keys = [n.key for n in new]
