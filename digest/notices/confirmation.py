@@ -46,6 +46,10 @@ from subscribers.tokens import new_token
 CONFIRM_MJML = "email/confirm.mjml.j2"
 CONFIRM_TEXT = "email/confirm.txt.j2"
 CONFIRM_SUBJECT = "email/confirm_subject.txt.j2"
+#: The "your links" email (sent by the web pages; checked by ``digest check``).
+LINKS_MJML = "email/links.mjml.j2"
+LINKS_TEXT = "email/links.txt.j2"
+LINKS_SUBJECT = "email/links_subject.txt.j2"
 #: Confirmation messages go to this folder of a file outbox.
 OUTBOX_FOLDER = "confirmations"
 BATCH = 200
@@ -93,7 +97,7 @@ class ConfirmationRenderer(Renderer):
         subject = " ".join(self._render(subject_template, context).split())
         context["subject"] = subject
         html = self.mjml_to_html(
-            self._render(mjml_template, context), self._render(DIGEST_CSS, context)
+            self._render(mjml_template, context), self._render(DIGEST_CSS, context), mjml_template
         )
         lines = self._render(text_template, context).strip().splitlines()
         text = "\n".join(line.rstrip() for line in lines) + "\n"
