@@ -21,7 +21,7 @@ from digest.edition.manage import (
     list_deliveries,
     list_editions,
 )
-from digest.planning.when import Schedule, current_key
+from digest.planning.when import Schedule, current_key, next_key, send_moment
 from digest.store.db import transaction, utcnow
 
 STATUSES = ("queued", "sending", "deferred", "sent", "failed", "skipped")
@@ -90,6 +90,16 @@ def show_command(app: Context, key: str | None) -> None:
     if info.completed_at:
         out.print(f"  completed {info.completed_at:%Y-%m-%d %H:%M} UTC")
     out.print(f"  deliveries: {_counts(info)}")
+    if info.late or info.waiting or info.unplanned:
+        schedule = Schedule.from_settings(app.settings)
+        following = next_key(info.key)
+        when = send_moment(following, schedule).astimezone(app.settings.zone)
+        out.print(
+            f"  late readers (active since after the cutoff): {info.late} added to it, "
+            f"{info.waiting} with nothing new in it (first digest: edition {following}, "
+            f"{when:%a %Y-%m-%d %H:%M}), {info.unplanned} not planned yet "
+            "(the next `digest send` adds them)"
+        )
     table = Table(title="variants")
     for column in ("#", "categories", "summaries", "recipients"):
         table.add_column(column)

@@ -6,7 +6,7 @@ import datetime as dt
 from collections import Counter
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, exists, func, select
 from sqlalchemy.orm import Session
 
 from digest.delivery import ledger
@@ -32,6 +32,11 @@ class EditionInfo:
     completed_at: dt.datetime | None
     counts: Counter[str]
     variants: tuple[VariantInfo, ...] = ()
+    #: readers who became active after the cutoff: planned into it; planned but with nothing
+    #: new in it (their first digest is a later edition); not planned yet (the next run does)
+    late: int = 0
+    waiting: int = 0
+    unplanned: int = 0
 
 
 def list_editions(session: Session, limit: int = 20) -> list[EditionInfo]:
@@ -73,7 +78,13 @@ def _info(session: Session, edition: Edition, *, with_variants: bool) -> Edition
             )
             for v in rows
         )
+    late = waiting = unplanned = 0
+    if with_variants:
+        late, waiting, unplanned = late_readers(session, edition)
     return EditionInfo(
+        late=late,
+        waiting=waiting,
+        unplanned=unplanned,
         key=edition.key,
         status=edition.status,
         created_at=edition.created_at,
@@ -81,6 +92,26 @@ def _info(session: Session, edition: Edition, *, with_variants: bool) -> Edition
         completed_at=edition.completed_at,
         counts=ledger.counts_by_status(session, edition.id),
         variants=variants,
+    )
+
+
+def late_readers(session: Session, edition: Edition) -> tuple[int, int, int]:
+    """Readers active now who became active after ``edition``'s cutoff: (planned into it,
+    waiting for a later edition, not planned yet). Counts only, never addresses."""
+    from subscribers.models import Status, Subscriber
+
+    row = exists().where(Delivery.edition_id == edition.id, Delivery.subscriber_id == Subscriber.id)
+    joined = [Subscriber.status == Status.ACTIVE.value, Subscriber.active_since > edition.cutoff]
+    planned_at = edition.planned_at or edition.cutoff
+
+    def number(*conditions: ColumnElement[bool]) -> int:
+        query = select(func.count()).select_from(Subscriber).where(*joined, *conditions)
+        return session.scalar(query) or 0
+
+    return (
+        number(row),
+        number(~row, Subscriber.active_since <= planned_at),
+        number(~row, Subscriber.active_since > planned_at),
     )
 
 

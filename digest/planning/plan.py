@@ -29,7 +29,7 @@ from digest.planning.selection import (
     wants_edition,
 )
 from digest.planning.webid import web_id_for, web_salt
-from digest.planning.when import Schedule, reader_due
+from digest.planning.when import Schedule, is_current, reader_due
 from digest.store.db import Category, driver_time, insert_many, transaction
 from digest.store.models import (
     DeliveryStatus,
@@ -83,6 +83,11 @@ class PlanResult:
     queued: int = 0  # ledger rows created by this plan
     nothing_new: int = 0  # active readers with no new summary: no email
     not_due: int = 0  # paused, monthly readers between months, or local time not yet come
+    #: of ``queued``: readers who became active after the edition's cutoff (late readers)
+    late: int = 0
+    #: late readers not planned (nothing new for them yet, or not due): their first digest
+    #: is a later edition's
+    waiting: int = 0
     #: recipients per variant key planned by this run
     per_variant: Counter[VariantKey] = field(default_factory=Counter)
 
@@ -104,10 +109,16 @@ def load_catalog(session: Session, cutoff: dt.datetime) -> Catalog:
 
 
 def iter_readers(
-    session: Session, edition: EditionRef, *, batch: int = READER_BATCH
+    session: Session,
+    edition: EditionRef,
+    *,
+    batch: int = READER_BATCH,
+    joined_by: dt.datetime | None = None,
 ) -> Iterator[list[Reader]]:
-    """Active readers not yet planned in ``edition``, in batches ordered by id; an address on
-    the suppression list is never a reader, whatever its status says.
+    """Active readers not yet planned in ``edition`` who became active by ``joined_by``
+    (default: the edition's cutoff; later while its period lasts, for late readers), in
+    batches ordered by id; an address on the suppression list is never a reader, whatever
+    its status says.
 
     One Core query per batch brings each reader with their categories (as text, ``1,4,7``)
     and the cutoff of the last edition they were sent, through correlated subqueries that
@@ -149,7 +160,7 @@ def iter_readers(
         .where(
             SUBSCRIBERS.c.status == Status.ACTIVE.value,
             SUBSCRIBERS.c.active_since.is_not(None),
-            SUBSCRIBERS.c.active_since <= edition.cutoff,
+            SUBSCRIBERS.c.active_since <= max(joined_by or edition.cutoff, edition.cutoff),
             ~exists().where(SUPPRESSIONS.c.email_hash == SUBSCRIBERS.c.email_hash),
             SUBSCRIBERS.c.id > bindparam("after"),
         )
@@ -184,10 +195,15 @@ def plan_edition(
     now: dt.datetime,
     dry_run: bool = False,
 ) -> PlanResult:
-    """Queue a ledger row for every active reader with something new (unless ``dry_run``)."""
+    """Queue a ledger row for every active reader with something new (unless ``dry_run``).
+
+    While the edition's period lasts, readers who became active after its cutoff (imported,
+    confirmed) are planned too: late readers, counted in :attr:`PlanResult.late`; their
+    selection still ends at the cutoff, so the next edition starts where this one ends."""
     lookback = dt.timedelta(days=settings.lookback_days)
     domain = settings.sender_domain
     schedule = Schedule.from_settings(settings)
+    joined_by = now if is_current(edition.key, now, schedule) else edition.cutoff
     result = PlanResult()
     with factory() as session:
         catalog = load_catalog(session, edition.cutoff)
@@ -201,7 +217,7 @@ def plan_edition(
         queued = DeliveryStatus.QUEUED.value
         edition_id, edition_key, cutoff = edition.id, edition.key, edition.cutoff  # loop-local
         session.commit()  # end the read transaction; each batch below is its own
-        readers = iter_readers(session, edition)
+        readers = iter_readers(session, edition, joined_by=joined_by)
         while True:
             with session.begin():
                 batch = next(readers, None)
@@ -209,17 +225,21 @@ def plan_edition(
                     break
                 planned: list[tuple[int, int]] = []  # (subscriber id, variant id)
                 for reader in batch:
+                    late = reader.active_since > cutoff
                     if not wants_edition(reader, cutoff, now, schedule.zone) or not reader_due(
                         edition_key, schedule, now, reader.timezone
                     ):
                         result.not_due += 1
+                        result.waiting += late
                         continue
                     items = select_items(reader, catalog, lookback)
                     if not items:
                         result.nothing_new += 1
+                        result.waiting += late
                         continue
                     key = variant_key(reader, items)
                     result.per_variant[key] += 1
+                    result.late += late
                     if dry_run:
                         continue
                     if key not in variants:
@@ -245,12 +265,25 @@ def plan_edition(
                     ]
                     insert_many(session, DELIVERIES, _PLANNED_COLUMNS, rows)
                     result.queued += len(rows)
+        if not dry_run and edition_id is not None:
+            with session.begin():
+                mark_planned(session, edition_id, now, reopen=result.queued > 0)
         if result.queued >= ANALYZE_AFTER and session.get_bind().dialect.name == "postgresql":
             # Fresh statistics, or the claim query sorts every queued row for each batch
             # until autovacuum gets round to it (quadratic in the edition's size).
             with session.begin():
                 session.execute(text("ANALYZE deliveries"))
     return result
+
+
+def mark_planned(session: Session, edition_id: int, now: dt.datetime, *, reopen: bool) -> None:
+    """Record that the edition's readers were planned at ``now``; a complete edition that
+    got late readers (``reopen``) is open again until they have it."""
+    edition = session.get(Edition, edition_id)
+    assert edition is not None
+    edition.planned_at = now
+    if reopen and edition.status == EditionStatus.COMPLETE:
+        edition.status, edition.completed_at = EditionStatus.OPEN.value, None
 
 
 def dry_plan(

@@ -88,6 +88,9 @@ class Edition(Base):
     status: Mapped[str] = mapped_column(String(20), default=EditionStatus.OPEN.value)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     completed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    #: When its readers were last planned: a reader who becomes active (or a summary that
+    #: arrives) after this moment, while the period lasts, makes the next run plan again.
+    planned_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
 
     variants: Mapped[list[Variant]] = relationship(
         back_populates="edition", order_by="Variant.number"
