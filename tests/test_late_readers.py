@@ -61,7 +61,7 @@ def titles(memory: MemoryTransport) -> dict[str, list[str]]:
         message = email.message_from_bytes(raw, policy=email.policy.default)
         text = message.get_body(("plain",)).get_content()
         got.setdefault(envelope.recipient, []).extend(
-            t for t in ("Riluzole", "Minocycline", "Bladder") if t in text
+            t for t in ("Riluzole", "Minocycline", "Bladder", "Nerve") if t in text
         )
     return got
 
@@ -182,6 +182,33 @@ def test_a_reader_who_joins_after_the_week_ends_is_not_added_to_it(
     report = run_edition(weekly, memory, now=NOW + 7 * DAY + HOUR, key="2026-W48", engine=engine)
     assert (report.sent, report.late) == (0, 0)
     assert status(factory, "2026-W48") == "complete"  # its week is over
+
+
+def test_topics_changed_after_the_send_bring_the_new_topics_once(
+    weekly: Settings, engine: Engine, factory: sessionmaker[Session]
+) -> None:
+    add_categories(factory, "Pharmacology", "Neurology")
+    add_summary(factory, "Riluzole after acute injury", ["pharmacology"], NOW - 2 * DAY)
+    add_summary(factory, "Minocycline and inflammation", ["pharmacology", "neurology"], NOW - DAY)
+    add_summary(factory, "Nerve transfers for hand function", ["neurology"], NOW - 3 * DAY)
+    add_reader(factory, "ada@example.org", ["pharmacology"], joined=NOW - 3 * DAY)
+    memory = MemoryTransport()
+    run_edition(weekly, memory, now=NOW, engine=engine)
+    assert titles(memory) == {"ada@example.org": ["Riluzole", "Minocycline"]}
+    assert not_due_reason(weekly, now=NOW + HOUR, engine=engine) == ("edition 2026-W48 is complete")
+    with transaction(factory) as session:
+        ada = session.scalars(select(Subscriber).where(Subscriber.email == "ada@example.org"))
+        service.set_categories(session, ada.one(), ["neurology"], now=NOW + HOUR)
+    assert not_due_reason(weekly, now=NOW + 2 * HOUR, engine=engine) is None
+    again = run_edition(weekly, memory, now=NOW + 2 * HOUR, engine=engine)
+    assert (again.sent, again.topped_up, again.complete) == (1, 1, True)
+    # the new topic's summaries of this week, once; not the ones she already had
+    assert titles(memory) == {"ada@example.org": ["Riluzole", "Minocycline", "Nerve"]}
+    assert run_edition(weekly, memory, now=NOW + 3 * HOUR, engine=engine).sent == 0
+    add_summary(factory, "Bladder care after injury", ["neurology"], NOW + 4 * HOUR)
+    next_week = MemoryTransport()
+    run_edition(weekly, next_week, now=NOW + 7 * DAY, engine=engine)
+    assert titles(next_week) == {"ada@example.org": ["Bladder"]}
 
 
 def test_send_and_editions_show_say_who_was_added_late_and_who_waits(

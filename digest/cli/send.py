@@ -254,6 +254,11 @@ def _print_late(report: EditionReport, settings: Settings) -> None:
             f"{_readers(report.late)} who became active after this edition's cutoff "
             f"{'were' if report.late != 1 else 'was'} added to it."
         )
+    if report.topped_up:
+        out.print(
+            f"{_readers(report.topped_up)} who added topics after this edition reached them "
+            "got the new topics' summaries (nothing sent twice)."
+        )
     if report.waiting and report.next_key and report.next_send:
         when = report.next_send.astimezone(settings.zone)
         out.print(

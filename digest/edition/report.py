@@ -37,6 +37,8 @@ class EditionReport:
     sent_by_workers: int = 0  # of ``sent``, by the worker processes this run started
     #: of ``queued``: readers who became active after the edition's cutoff (late readers)
     late: int = 0
+    #: of ``queued``: readers who added topics since they were sent it (their new topics only)
+    topped_up: int = 0
     #: late readers with nothing new in this edition yet: their first digest is a later one
     waiting: int = 0
     #: while the edition's period lasts: the next edition, and when it is sent (UTC)

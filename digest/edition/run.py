@@ -113,7 +113,7 @@ def _send_edition(
     # 1 plan
     plan = plan_edition(run.factory, run.settings, edition, now=run.now)
     report.queued, report.nothing_new, report.not_due = plan.queued, plan.nothing_new, plan.not_due
-    report.late, report.waiting = plan.late, plan.waiting
+    report.late, report.waiting, report.topped_up = plan.late, plan.waiting, plan.topped_up
     # 2 render each variant with rows waiting, once
     pending = pending_variants(run.factory, edition)
     renderer = Renderer(run.settings)

@@ -25,7 +25,7 @@ from digest.planning.when import (
 )
 from digest.store.models import Edition, EditionStatus, Summary
 from digest.store.schema import open_database
-from subscribers.models import Status, Subscriber
+from subscribers.models import Consent, Status, Subscriber
 
 
 def not_due_reason(
@@ -59,8 +59,8 @@ def not_due_reason(
 
 def changed_since(session: Session, edition: Edition, *, now: dt.datetime) -> bool:
     """Whether a plan of ``edition`` now could find readers its last plan did not: someone
-    became active or their pause ended after ``planned_at``, or a summary published up to
-    its cutoff was imported since. A few indexed or single-pass ``EXISTS`` queries."""
+    became active, chose topics or their pause ended after ``planned_at``, or a summary
+    published up to its cutoff was imported since. A few single-pass ``EXISTS`` queries."""
     since = edition.planned_at
     assert since is not None
     active = Subscriber.status == Status.ACTIVE.value
@@ -68,5 +68,6 @@ def changed_since(session: Session, edition: Edition, *, now: dt.datetime) -> bo
         exists().where(active, Subscriber.active_since > since),
         exists().where(active, Subscriber.paused_until > since, Subscriber.paused_until <= now),
         exists().where(Summary.created_at > since, Summary.published_at <= edition.cutoff),
+        exists().where(Consent.created_at > since),  # someone chose (or changed) topics
     )
     return any(session.scalar(select(query)) for query in queries)

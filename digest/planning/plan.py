@@ -28,6 +28,7 @@ from digest.planning.selection import (
     variant_key,
     wants_edition,
 )
+from digest.planning.topups import find_topups
 from digest.planning.webid import web_id_for, web_salt
 from digest.planning.when import Schedule, is_current, reader_due
 from digest.store.db import Category, driver_time, insert_many, transaction
@@ -85,6 +86,9 @@ class PlanResult:
     not_due: int = 0  # paused, monthly readers between months, or local time not yet come
     #: of ``queued``: readers who became active after the edition's cutoff (late readers)
     late: int = 0
+    #: of ``queued``: readers who added topics after they were sent this edition, planned
+    #: a second message with only the new topics' summaries
+    topped_up: int = 0
     #: late readers not planned (nothing new for them yet, or not due): their first digest
     #: is a later edition's
     waiting: int = 0
@@ -267,6 +271,37 @@ def plan_edition(
                     result.queued += len(rows)
         if not dry_run and edition_id is not None:
             with session.begin():
+                topups = find_topups(session, edition_id, cutoff, catalog, lookback)
+                for topup in topups:
+                    key = (topup.categories, topup.summary_ids)
+                    if key not in variants:
+                        numbers += 1
+                        variant = Variant(
+                            edition_id=edition_id,
+                            number=numbers,
+                            category_ids=list(key[0]),
+                            summary_ids=list(key[1]),
+                            web_id=web_id_for(salt, edition_key, key),
+                        )
+                        session.add(variant)
+                        session.flush()
+                        variants[key] = variant.id
+                ids = MESSAGE_IDS.new(edition_key, domain, len(topups)) if topups else []
+                insert_many(
+                    session,
+                    DELIVERIES,
+                    (*_PLANNED_COLUMNS, "part"),
+                    [
+                        (
+                            *(edition_id, t.subscriber_id),
+                            *(variants[(t.categories, t.summary_ids)], queued, message_id),
+                            *(0, stamp, stamp, t.part),
+                        )
+                        for t, message_id in zip(topups, ids, strict=True)
+                    ],
+                )
+                result.queued += len(topups)
+                result.topped_up = len(topups)
                 mark_planned(session, edition_id, now, reopen=result.queued > 0)
         if result.queued >= ANALYZE_AFTER and session.get_bind().dialect.name == "postgresql":
             # Fresh statistics, or the claim query sorts every queued row for each batch
