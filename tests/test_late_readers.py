@@ -23,6 +23,7 @@ from digest.edition.manage import edition_info
 from digest.edition.run import not_due_reason, run_edition
 from digest.mail.transports import MemoryTransport
 from digest.planning.when import key_for, next_key, week_of
+from digest.preview.reader import preview_subscriber
 from digest.sources.store import SummaryRecord, upsert_summary
 from digest.store.db import make_engine, session_factory, transaction, utcnow
 from digest.store.models import Edition
@@ -260,3 +261,14 @@ def test_send_and_editions_show_say_who_was_added_late_and_who_waits(
         "yet (the next `digest send` adds them)" in shown
     )
     assert "@" not in shown
+
+
+def test_the_preview_of_a_late_reader_shows_the_digest_they_will_get(
+    weekly: Settings, engine: Engine, factory: sessionmaker[Session]
+) -> None:
+    add_categories(factory, "Pharmacology")
+    add_summary(factory, "Riluzole after acute injury", ["pharmacology"], NOW - 2 * DAY)
+    run_edition(weekly, MemoryTransport(), now=NOW, engine=engine)
+    add_reader(factory, "zoe@example.org", ["pharmacology"], joined=NOW + HOUR)
+    persona = preview_subscriber(weekly, "zoe@example.org", now=NOW + 2 * HOUR, engine=engine)
+    assert (persona.summaries, persona.reason) == (1, "")
