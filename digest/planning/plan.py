@@ -271,37 +271,12 @@ def plan_edition(
                     result.queued += len(rows)
         if not dry_run and edition_id is not None:
             with session.begin():
-                topups = find_topups(session, edition_id, cutoff, catalog, lookback)
-                for topup in topups:
-                    key = (topup.categories, topup.summary_ids)
-                    if key not in variants:
-                        numbers += 1
-                        variant = Variant(
-                            edition_id=edition_id,
-                            number=numbers,
-                            category_ids=list(key[0]),
-                            summary_ids=list(key[1]),
-                            web_id=web_id_for(salt, edition_key, key),
-                        )
-                        session.add(variant)
-                        session.flush()
-                        variants[key] = variant.id
-                ids = MESSAGE_IDS.new(edition_key, domain, len(topups)) if topups else []
-                insert_many(
-                    session,
-                    DELIVERIES,
-                    (*_PLANNED_COLUMNS, "part"),
-                    [
-                        (
-                            *(edition_id, t.subscriber_id),
-                            *(variants[(t.categories, t.summary_ids)], queued, message_id),
-                            *(0, stamp, stamp, t.part),
-                        )
-                        for t, message_id in zip(topups, ids, strict=True)
-                    ],
-                )
-                result.queued += len(topups)
-                result.topped_up = len(topups)
+                if joined_by > cutoff:  # the period lasts: readers who added topics
+                    topped_up = _queue_topups(
+                        session, edition, catalog, lookback, variants, salt, domain, stamp
+                    )
+                    result.queued += topped_up
+                    result.topped_up = topped_up
                 mark_planned(session, edition_id, now, reopen=result.queued > 0)
         if result.queued >= ANALYZE_AFTER and session.get_bind().dialect.name == "postgresql":
             # Fresh statistics, or the claim query sorts every queued row for each batch
@@ -309,6 +284,49 @@ def plan_edition(
             with session.begin():
                 session.execute(text("ANALYZE deliveries"))
     return result
+
+
+def _queue_topups(
+    session: Session,
+    edition: EditionRef,
+    catalog: Catalog,
+    lookback: dt.timedelta,
+    variants: dict[VariantKey, int],
+    salt: bytes,
+    domain: str,
+    stamp: object,
+) -> int:
+    """Queue the second messages owed to readers who added topics after they were sent
+    ``edition`` (see :mod:`digest.planning.topups`); returns how many."""
+    edition_id = edition.id
+    assert edition_id is not None
+    topups = find_topups(session, edition_id, edition.cutoff, catalog, lookback)
+    if not topups:
+        return 0
+    numbers = session.scalar(
+        select(func.coalesce(func.max(Variant.number), 0)).where(Variant.edition_id == edition_id)
+    )
+    rows = []
+    message_ids = MESSAGE_IDS.new(edition.key, domain, len(topups))
+    for topup, message_id in zip(topups, message_ids, strict=True):
+        key = (topup.categories, topup.summary_ids)
+        if key not in variants:
+            numbers = (numbers or 0) + 1
+            variant = Variant(
+                edition_id=edition_id,
+                number=numbers,
+                category_ids=list(key[0]),
+                summary_ids=list(key[1]),
+                web_id=web_id_for(salt, edition.key, key),
+            )
+            session.add(variant)
+            session.flush()
+            variants[key] = variant.id
+        queued = DeliveryStatus.QUEUED.value
+        row = (edition_id, topup.subscriber_id, variants[key], queued, message_id, 0)
+        rows.append((*row, stamp, stamp, topup.part))
+    insert_many(session, DELIVERIES, (*_PLANNED_COLUMNS, "part"), rows)
+    return len(rows)
 
 
 def mark_planned(session: Session, edition_id: int, now: dt.datetime, *, reopen: bool) -> None:
