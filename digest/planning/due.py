@@ -14,7 +14,6 @@ from sqlalchemy import Engine, exists, select
 from sqlalchemy.orm import Session
 
 from digest.config import Settings
-from digest.delivery.ledger import PENDING, count
 from digest.planning.when import (
     EARLIEST_ZONE,
     Schedule,
@@ -23,7 +22,7 @@ from digest.planning.when import (
     is_due,
     send_moment,
 )
-from digest.store.models import Edition, EditionStatus, Summary
+from digest.store.models import Delivery, Edition, EditionStatus, Summary
 from digest.store.schema import open_database
 from subscribers.models import Consent, Status, Subscriber
 
@@ -48,8 +47,10 @@ def not_due_reason(
             return f"edition {key} is paused (digest bounces resume {key})"
         if edition.planned_at is None or not all_readers_due(key, schedule, now):
             return None
-        if edition.status == EditionStatus.OPEN and count(session, edition.id, PENDING):
-            return None
+        if edition.status == EditionStatus.OPEN and session.scalar(
+            select(exists().where(Delivery.edition_id == edition.id))
+        ):
+            return None  # rows to send, or a run that ended before recording completion
         if changed_since(session, edition, now=now):
             return None  # late readers, or summaries for readers who had nothing new
     if edition.status == EditionStatus.COMPLETE:
