@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from digest.render import mjml_lint
 from tests.test_preflight import check_output, own_templates, problems
 from tests.test_preflight import folder as folder
 
@@ -82,3 +83,19 @@ def test_with_no_summaries_the_notices_are_still_checked(
     result = check_output()
     assert "No digest to check: there are no summaries yet." in result.output
     assert problems(result) == [f"confirmation email: {path}:{line}: 'expiry' is undefined"]
+
+
+def test_mjml_rules_of_a_notice_checked_by_the_official_validator(folder: Path) -> None:
+    if mjml_lint.find_validator()[0] is None:
+        pytest.skip(f"MJML's validator is not available: {mjml_lint.find_validator()[1]}")
+    path, line = own_templates(
+        folder,
+        "links.mjml.j2",
+        '    <mj-section padding="28px 0 8px">',
+        "    <mj-section><mj-text>Welcome</mj-text></mj-section>\n"
+        '    <mj-section padding="28px 0 8px">',
+    )
+    assert problems(check_output()) == [
+        f"links email: {path}:{line}: mj-text: mj-text cannot be used inside mj-section, "
+        "only inside: mj-attributes, mj-column, mj-hero"
+    ]

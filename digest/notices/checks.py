@@ -5,15 +5,18 @@ templates folder (the built-in one, or a copied ``templates_dir``) with sample d
 put through the same pure checks as a digest (:mod:`digest.render.preflight`): they render
 (a template error names its file and line), stay under the clipping size, link only to
 https addresses, give every image alt text, and carry their links in both parts; the
-confirmation is also built into its MIME message and checked as a send would.
+confirmation is also built into its MIME message and checked as a send would, and each
+MJML source goes through MJML's official validator like the digest's.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from typing import Any
 
 from digest.config import Settings
+from digest.edition.checks import validate_mjml
 from digest.errors import MessageError, TemplateError
 from digest.mail.message import new_placeholder
 from digest.notices.confirmation import (
@@ -40,9 +43,10 @@ NOTICES = (
 )
 
 
-def notice_problems(settings: Settings, *, now: dt.datetime) -> list[str]:
+def notice_problems(settings: Settings, *, now: dt.datetime, validate: bool = True) -> list[str]:
     """Every problem of the confirmation and links emails, each naming the email and the
-    template file (and line, where a template error has one); empty when all is well."""
+    template file (and line, where a template error has one); empty when all is well.
+    With ``validate``, MJML's official validator runs on each too (when installed)."""
     try:
         renderer = ConfirmationRenderer(settings)
     except TemplateError as exc:
@@ -61,21 +65,22 @@ def notice_problems(settings: Settings, *, now: dt.datetime) -> list[str]:
             return [str(exc)]
         return []
 
+    confirm_values = renderer.confirmation_values(content, confirm)
     problems = _checked(
         "confirmation email",
         renderer,
-        NOTICES[0][1],
-        lambda: renderer.render_confirmation(content, confirm),
+        (NOTICES[0][1], confirm_values),
         {"confirmation link": confirm},
         built,
+        validate=validate,
     )
     problems += _checked(
         "links email",
         renderer,
-        links_templates,
-        lambda: renderer.render_notice(links_templates, values),
+        (links_templates, values),
         {"preferences link": preferences, "unsubscribe link": unsubscribe},
         lambda rendered: [],
+        validate=validate,
     )
     return problems
 
@@ -83,14 +88,17 @@ def notice_problems(settings: Settings, *, now: dt.datetime) -> list[str]:
 def _checked(
     name: str,
     renderer: ConfirmationRenderer,
-    templates: tuple[str, str, str],
-    render: Callable[[], Rendered],
+    email: tuple[tuple[str, str, str], dict[str, Any]],
     links: dict[str, str],
     build: Callable[[Rendered], list[str]],
+    *,
+    validate: bool,
 ) -> list[str]:
-    """Render one email and run the checks on it; problems start with ``name``."""
+    """Render one email (its templates, with these values) and run the checks on it;
+    problems start with ``name``."""
+    templates, values = email
     try:
-        rendered = render()
+        rendered = renderer.render_notice(templates, values)
     except TemplateError as exc:
         return [f"{name}: {exc}"]
     _, mjml_name, text_name = templates
@@ -109,4 +117,10 @@ def _checked(
             problems.append(f"{name}: {text_file}: the text part has no {what}")
     if not rendered.subject:
         problems.append(f"{name}: {renderer.templates_dir / templates[0]}: the subject is empty")
-    return problems or build(rendered)
+    if problems:
+        return problems
+    problems = build(rendered)
+    if validate:
+        source = renderer.notice_mjml(templates, values)
+        problems += [f"{name}: {p}" for p in validate_mjml(renderer, source, mjml_name).problems]
+    return problems

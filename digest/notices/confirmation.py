@@ -81,13 +81,23 @@ class ConfirmationRenderer(Renderer):
         self.settings = settings
 
     def render_confirmation(self, content: ConfirmationContent, link: str) -> Rendered:
-        values = {
+        values = self.confirmation_values(content, link)
+        return self.render_notice((CONFIRM_SUBJECT, CONFIRM_MJML, CONFIRM_TEXT), values)
+
+    def confirmation_values(self, content: ConfirmationContent, link: str) -> dict[str, Any]:
+        """What the confirmation templates see besides the base context."""
+        return {
             "categories": list(content.categories),
             "frequency": content.frequency,
             "expires": f"{content.expires.astimezone(self.identity.zone):%d %B %Y}".lstrip("0"),
             "link": link,
         }
-        return self.render_notice((CONFIRM_SUBJECT, CONFIRM_MJML, CONFIRM_TEXT), values)
+
+    def notice_mjml(self, templates: tuple[str, str, str], values: dict[str, Any]) -> str:
+        """The MJML source of a short email, before it is compiled (for MJML's validator)."""
+        context = self.base_context() | values
+        context["subject"] = " ".join(self._render(templates[0], context).split())
+        return self._render(templates[1], context)
 
     def render_notice(self, templates: tuple[str, str, str], values: dict[str, Any]) -> Rendered:
         """A short email (a confirmation, a reader's links) from its subject, MJML and text
