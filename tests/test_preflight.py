@@ -158,8 +158,14 @@ def test_an_image_without_alt_text(folder: Path) -> None:
         '<mj-image src="https://example.org/logo.png" width="120px" />\n'
         '          <mj-text color="#ffffff" font-size="18px"',
     )
+    email = folder / "mine" / "email"
     assert problems(check_output()) == [
-        "HTML <img src='https://example.org/logo.png'> has no alt text (all 2 variants)"
+        "HTML <img src='https://example.org/logo.png'> has no alt text (all 2 variants)",
+        # the other emails include the same top of the page
+        f"confirmation email: {email / 'confirm.mjml.j2'}: HTML <img "
+        "src='https://example.org/logo.png'> has no alt text",
+        f"links email: {email / 'links.mjml.j2'}: HTML <img "
+        "src='https://example.org/logo.png'> has no alt text",
     ]
 
 

@@ -371,6 +371,9 @@ def test_send_due_waits_for_the_send_time_and_stops_when_complete(
     )
     assert not_due_reason(settings, now=NOW + HOUR, engine=engine) is None
     add_categories(factory, "Pharmacology")
+    # an edition that planned nobody is not complete while its week lasts (issue 15)
+    add_summary(factory, "Riluzole after acute injury", ["pharmacology"], NOW - HOUR)
+    add_reader(factory, "zoe@example.org", ["pharmacology"], joined=NOW - HOUR)
     run_edition(settings, MemoryTransport(), now=NOW + HOUR, engine=engine)
     assert not_due_reason(settings, now=NOW + 2 * HOUR, engine=engine) == (
         "edition 2026-W48 is complete"

@@ -21,7 +21,7 @@ from digest.edition.manage import (
     list_deliveries,
     list_editions,
 )
-from digest.planning.when import Schedule, current_key
+from digest.planning.when import Schedule, current_key, next_key, send_moment
 from digest.store.db import transaction
 
 STATUSES = ("queued", "sending", "deferred", "sent", "failed", "skipped")
@@ -97,6 +97,16 @@ def show_command(app: Context, key: str | None) -> None:
         )
     else:
         out.print("  notices: none (no correction or retraction was owed)")
+    if info.late or info.waiting or info.unplanned:
+        schedule = Schedule.from_settings(app.settings)
+        following = next_key(info.key)
+        when = send_moment(following, schedule).astimezone(app.settings.zone)
+        out.print(
+            f"  late readers (active since after the cutoff): {info.late} added to it, "
+            f"{info.waiting} with nothing new in it (first digest: edition {following}, "
+            f"{when:%a %Y-%m-%d %H:%M}), {info.unplanned} not planned yet "
+            "(the next `digest send` adds them)"
+        )
     table = Table(title="variants")
     for column in ("#", "categories", "summaries", "notices", "recipients"):
         table.add_column(column)

@@ -121,18 +121,27 @@ def check(app: Context) -> None:
     """Check this week's digests before sending: every variant renders, stays under Gmail's
     clipping size, has https links, alt text, the footer in both parts, every title and link in
     the text part, and no empty section; the MJML passes MJML's own validator. A send runs
-    the same checks and stops before the first message if any fails.
+    the same checks and stops before the first message if any fails. The confirmation and
+    "your links" emails are rendered with sample data and checked too, from the same
+    templates folder.
 
     \b
     Example:
       digest check && digest send
     """
     from digest.edition.checks import run_checks
+    from digest.notices.checks import NOTICES, notice_problems
 
-    report = run_checks(app.factory, app.settings, now=app.now)
+    now = app.now
+    report = run_checks(app.factory, app.settings, now=now)
+    notices = notice_problems(app.settings, now=now)
+    names = " and ".join(name for name, _ in NOTICES)
     variants = report.checked.variants
     if not variants:
-        out.print("Nothing to check: there are no summaries yet.")
+        out.print(f"No digest to check: there are no summaries yet. Checked the {names}.")
+        if notices:
+            raise PreflightError(notices, what="fix them before sending")
+        out.print("No problems found.")
         return
     if report.sample:
         out.print(
@@ -152,8 +161,9 @@ def check(app: Context) -> None:
         out.print(f"Warnings ({len(report.checked.warnings)}, not blocking):")
         for warning in report.checked.warnings:
             out.print(f"  - {warning}")
-    if report.problems:
-        raise PreflightError(report.problems, what="fix them before sending")
+    out.print(f"Checked the {names} too.")
+    if report.problems or notices:
+        raise PreflightError([*report.problems, *notices], what="fix them before sending")
     out.print("No problems found.")
 
 

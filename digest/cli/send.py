@@ -214,6 +214,7 @@ def _print_report(report: EditionReport, transport: str, settings: Settings) -> 
     if not report.variants:
         already = f"; {report.previously_sent} sent earlier" if report.previously_sent else ""
         out.print(f"Nothing new to send for edition {report.key}{already}.")
+        _print_late(report, settings)
         return
     where = f" into {shown_path(settings.outbox_dir / report.key)}" if transport == "file" else ""
     quiet = f"; {report.nothing_new} readers had nothing new" if report.nothing_new else ""
@@ -221,6 +222,7 @@ def _print_report(report: EditionReport, transport: str, settings: Settings) -> 
         f"Edition {report.key}: sent {report.sent} via {transport}{where} "
         f"in {report.seconds:.1f} s ({report.rate:.0f}/s){quiet}."
     )
+    _print_late(report, settings)
     if report.sent_by_workers:
         out.print(f"{report.sent_by_workers} of them by the worker processes.")
     if report.worker_errors:
@@ -250,3 +252,29 @@ def _print_report(report: EditionReport, transport: str, settings: Settings) -> 
     if report.failed:
         reasons = ", ".join(f"{n} x {why}" for why, n in report.failures.most_common(3))
         out.print(f"{report.failed} failed for good: {reasons}")
+
+
+def _print_late(report: EditionReport, settings: Settings) -> None:
+    """Readers who became active after the edition's cutoff: added now, or waiting."""
+    if report.late:
+        out.print(
+            f"{_readers(report.late)} who became active after this edition's cutoff "
+            f"{'were' if report.late != 1 else 'was'} added to it."
+        )
+    if report.topped_up:
+        out.print(
+            f"{_readers(report.topped_up)} who added topics after this edition reached them "
+            "got the new topics' summaries (nothing sent twice)."
+        )
+    if report.waiting and report.next_key and report.next_send:
+        when = report.next_send.astimezone(settings.zone)
+        out.print(
+            f"{_readers(report.waiting)} who became active after the cutoff "
+            f"{'have' if report.waiting != 1 else 'has'} nothing new in it yet: their first "
+            f"digest is edition {report.next_key} on {when:%a %Y-%m-%d %H:%M} "
+            f"({settings.timezone})."
+        )
+
+
+def _readers(n: int) -> str:
+    return f"{n} reader{'s' if n != 1 else ''}"

@@ -155,9 +155,12 @@ def check_variants(
     return check_renders(renderer, variants, renders, validate=validate, web_ids=web_ids)
 
 
-def validate_mjml(renderer: Renderer, source: str) -> mjml_lint.Validation:
-    """MJML's official validator on ``source``; once per template version in a process."""
-    path = renderer.templates_dir / DIGEST_MJML
+def validate_mjml(
+    renderer: Renderer, source: str, template: str = DIGEST_MJML
+) -> mjml_lint.Validation:
+    """MJML's official validator on ``source`` (rendered from ``template``); once per
+    template version in a process."""
+    path = renderer.templates_dir / template
     template = path.read_text(encoding="utf-8")
     command, detail = mjml_lint.find_validator()
     digest_ = hashlib.sha256(f"{command}\0{detail}\0{template}".encode()).hexdigest()

@@ -6,7 +6,7 @@ import datetime as dt
 from collections import Counter
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, exists, func, select
 from sqlalchemy.orm import Session
 
 from digest.delivery import ledger
@@ -37,6 +37,11 @@ class EditionInfo:
     #: Correction and retraction notices sent in this edition (on rows sent), and planned.
     notices_sent: int = 0
     notices_planned: int = 0
+    #: readers who became active after the cutoff: planned into it; planned but with nothing
+    #: new in it (their first digest is a later edition); not planned yet (the next run does)
+    late: int = 0
+    waiting: int = 0
+    unplanned: int = 0
 
 
 def list_editions(session: Session, limit: int = 20) -> list[EditionInfo]:
@@ -81,7 +86,13 @@ def _info(session: Session, edition: Edition, *, with_variants: bool) -> Edition
             )
             for v in rows
         )
+    late = waiting = unplanned = 0
+    if with_variants:
+        late, waiting, unplanned = late_readers(session, edition)
     return EditionInfo(
+        late=late,
+        waiting=waiting,
+        unplanned=unplanned,
         key=edition.key,
         status=edition.status,
         created_at=edition.created_at,
@@ -99,6 +110,26 @@ def _counts(session: Session, edition: Edition) -> Counter[str]:
     if edition.archived_at is not None and edition.totals is not None:
         return Counter({k: int(n) for k, n in dict(edition.totals.get("statuses", {})).items()})
     return ledger.counts_by_status(session, edition.id)
+
+
+def late_readers(session: Session, edition: Edition) -> tuple[int, int, int]:
+    """Readers active now who became active after ``edition``'s cutoff: (planned into it,
+    waiting for a later edition, not planned yet). Counts only, never addresses."""
+    from subscribers.models import Status, Subscriber
+
+    row = exists().where(Delivery.edition_id == edition.id, Delivery.subscriber_id == Subscriber.id)
+    joined = [Subscriber.status == Status.ACTIVE.value, Subscriber.active_since > edition.cutoff]
+    planned_at = edition.planned_at or edition.cutoff
+
+    def number(*conditions: ColumnElement[bool]) -> int:
+        query = select(func.count()).select_from(Subscriber).where(*joined, *conditions)
+        return session.scalar(query) or 0
+
+    return (
+        number(row),
+        number(~row, Subscriber.active_since <= planned_at),
+        number(~row, Subscriber.active_since > planned_at),
+    )
 
 
 def cancel_edition(session: Session, key: str) -> int:

@@ -35,6 +35,15 @@ class EditionReport:
     requeued: int = 0  # by --retry-failed
     worker_errors: int = 0  # extra worker processes that did not end cleanly
     sent_by_workers: int = 0  # of ``sent``, by the worker processes this run started
+    #: of ``queued``: readers who became active after the edition's cutoff (late readers)
+    late: int = 0
+    #: of ``queued``: readers who added topics since they were sent it (their new topics only)
+    topped_up: int = 0
+    #: late readers with nothing new in this edition yet: their first digest is a later one
+    waiting: int = 0
+    #: while the edition's period lasts: the next edition, and when it is sent (UTC)
+    next_key: str | None = None
+    next_send: dt.datetime | None = None
     complete: bool = False
     stopped: bool = False  # asked to stop (signal, cancel) before the end
     busy: str | None = None  # another process holds the edition's send lock

@@ -37,7 +37,14 @@ from digest.errors import EditionError
 from digest.mail.transports.base import Transport
 from digest.planning.due import not_due_reason as not_due_reason
 from digest.planning.plan import EditionRef, dry_plan, get_or_create_edition, plan_edition
-from digest.planning.when import Schedule, all_readers_due, current_key
+from digest.planning.when import (
+    Schedule,
+    all_readers_due,
+    current_key,
+    is_current,
+    next_key,
+    send_moment,
+)
 from digest.render.renderer import Renderer
 from digest.store.db import make_engine, transaction, utcnow
 from digest.store.models import DeliveryStatus, EditionStatus
@@ -111,6 +118,7 @@ def _send_edition(
     # 1 plan
     plan = plan_edition(run.factory, run.settings, edition, now=run.now)
     report.queued, report.nothing_new, report.not_due = plan.queued, plan.nothing_new, plan.not_due
+    report.late, report.waiting, report.topped_up = plan.late, plan.waiting, plan.topped_up
     # 2 render each variant with rows waiting, once
     pending = pending_variants(run.factory, edition)
     renderer = Renderer(run.settings)
@@ -194,18 +202,26 @@ def _claim_and_send(
 
 def _record(run: _Run, edition: EditionRef, report: EditionReport) -> None:
     """Count what waits for a retry; mark the edition complete when every reader was due
-    and nothing is left."""
+    and nothing is left. An edition that planned nobody stays open while its period lasts:
+    readers who join later (an import after an early cron run) still get it."""
     schedule = Schedule.from_settings(run.settings)
+    current = is_current(edition.key, run.now, schedule)
     with transaction(run.factory) as session:
         report.deferred = ledger.count(session, _id(edition), (DeliveryStatus.DEFERRED.value,))
-        if all_readers_due(edition.key, schedule, run.now) and not report.stopped:
+        planned_anyone = not current or bool(ledger.counts_by_status(session, _id(edition)))
+        finished = all_readers_due(edition.key, schedule, run.now) and not report.stopped
+        if finished and planned_anyone:
             report.complete = ledger.complete_if_done(session, _id(edition), now=run.clock())
+        if current:
+            report.next_key = next_key(edition.key)
+            report.next_send = send_moment(report.next_key, schedule)
 
 
 def _dry_run(run: _Run, edition: EditionRef, report: EditionReport) -> None:
     """What a send now would do: the plan's counts and each variant's subject."""
     plan, counts = dry_plan(run.factory, run.settings, edition, now=run.now)
     report.nothing_new, report.not_due = plan.nothing_new, plan.not_due
+    report.late, report.waiting = plan.late, plan.waiting
     with run.factory() as session:
         renderer = Renderer(run.settings)
         built = render_variants(session, renderer, run.settings, counts, date=run.now)

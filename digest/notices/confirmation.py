@@ -46,6 +46,10 @@ from subscribers.tokens import new_token
 CONFIRM_MJML = "email/confirm.mjml.j2"
 CONFIRM_TEXT = "email/confirm.txt.j2"
 CONFIRM_SUBJECT = "email/confirm_subject.txt.j2"
+#: The "your links" email (sent by the web pages; checked by ``digest check``).
+LINKS_MJML = "email/links.mjml.j2"
+LINKS_TEXT = "email/links.txt.j2"
+LINKS_SUBJECT = "email/links_subject.txt.j2"
 #: Confirmation messages go to this folder of a file outbox.
 OUTBOX_FOLDER = "confirmations"
 BATCH = 200
@@ -77,13 +81,23 @@ class ConfirmationRenderer(Renderer):
         self.settings = settings
 
     def render_confirmation(self, content: ConfirmationContent, link: str) -> Rendered:
-        values = {
+        values = self.confirmation_values(content, link)
+        return self.render_notice((CONFIRM_SUBJECT, CONFIRM_MJML, CONFIRM_TEXT), values)
+
+    def confirmation_values(self, content: ConfirmationContent, link: str) -> dict[str, Any]:
+        """What the confirmation templates see besides the base context."""
+        return {
             "categories": list(content.categories),
             "frequency": content.frequency,
             "expires": f"{content.expires.astimezone(self.identity.zone):%d %B %Y}".lstrip("0"),
             "link": link,
         }
-        return self.render_notice((CONFIRM_SUBJECT, CONFIRM_MJML, CONFIRM_TEXT), values)
+
+    def notice_mjml(self, templates: tuple[str, str, str], values: dict[str, Any]) -> str:
+        """The MJML source of a short email, before it is compiled (for MJML's validator)."""
+        context = self.base_context() | values
+        context["subject"] = " ".join(self._render(templates[0], context).split())
+        return self._render(templates[1], context)
 
     def render_notice(self, templates: tuple[str, str, str], values: dict[str, Any]) -> Rendered:
         """A short email (a confirmation, a reader's links) from its subject, MJML and text
@@ -93,7 +107,7 @@ class ConfirmationRenderer(Renderer):
         subject = " ".join(self._render(subject_template, context).split())
         context["subject"] = subject
         html = self.mjml_to_html(
-            self._render(mjml_template, context), self._render(DIGEST_CSS, context)
+            self._render(mjml_template, context), self._render(DIGEST_CSS, context), mjml_template
         )
         lines = self._render(text_template, context).strip().splitlines()
         text = "\n".join(line.rstrip() for line in lines) + "\n"

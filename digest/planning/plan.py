@@ -29,8 +29,9 @@ from digest.planning.selection import (
     variant_key,
     wants_edition,
 )
+from digest.planning.topups import find_topups
 from digest.planning.webid import web_id_for, web_salt
-from digest.planning.when import Schedule, reader_due
+from digest.planning.when import Schedule, is_current, reader_due
 from digest.sources.corrections import RETRACTED
 from digest.store.db import Category, driver_time, insert_many, transaction
 from digest.store.models import (
@@ -86,6 +87,14 @@ class PlanResult:
     nothing_new: int = 0  # active readers with no new summary: no email
     not_due: int = 0  # paused, monthly readers between months, or local time not yet come
     notices: int = 0  # correction and retraction notices planned
+    #: of ``queued``: readers who became active after the edition's cutoff (late readers)
+    late: int = 0
+    #: of ``queued``: readers who added topics after they were sent this edition, planned
+    #: a second message with only the new topics' summaries
+    topped_up: int = 0
+    #: late readers not planned (nothing new for them yet, or not due): their first digest
+    #: is a later edition's
+    waiting: int = 0
     #: recipients per variant key planned by this run
     per_variant: Counter[VariantKey] = field(default_factory=Counter)
 
@@ -109,10 +118,16 @@ def load_catalog(session: Session, cutoff: dt.datetime) -> Catalog:
 
 
 def iter_readers(
-    session: Session, edition: EditionRef, *, batch: int = READER_BATCH
+    session: Session,
+    edition: EditionRef,
+    *,
+    batch: int = READER_BATCH,
+    joined_by: dt.datetime | None = None,
 ) -> Iterator[list[Reader]]:
-    """Active readers not yet planned in ``edition``, in batches ordered by id; an address on
-    the suppression list is never a reader, whatever its status says.
+    """Active readers not yet planned in ``edition`` who became active by ``joined_by``
+    (default: the edition's cutoff; later while its period lasts, for late readers), in
+    batches ordered by id; an address on the suppression list is never a reader, whatever
+    its status says.
 
     One Core query per batch brings each reader with their categories (as text, ``1,4,7``)
     and the cutoff of the last edition they were sent, through correlated subqueries that
@@ -154,7 +169,7 @@ def iter_readers(
         .where(
             SUBSCRIBERS.c.status == Status.ACTIVE.value,
             SUBSCRIBERS.c.active_since.is_not(None),
-            SUBSCRIBERS.c.active_since <= edition.cutoff,
+            SUBSCRIBERS.c.active_since <= max(joined_by or edition.cutoff, edition.cutoff),
             ~exists().where(SUPPRESSIONS.c.email_hash == SUBSCRIBERS.c.email_hash),
             SUBSCRIBERS.c.id > bindparam("after"),
         )
@@ -189,10 +204,15 @@ def plan_edition(
     now: dt.datetime,
     dry_run: bool = False,
 ) -> PlanResult:
-    """Queue a ledger row for every active reader with something new (unless ``dry_run``)."""
+    """Queue a ledger row for every active reader with something new (unless ``dry_run``).
+
+    While the edition's period lasts, readers who became active after its cutoff (imported,
+    confirmed) are planned too: late readers, counted in :attr:`PlanResult.late`; their
+    selection still ends at the cutoff, so the next edition starts where this one ends."""
     lookback = dt.timedelta(days=settings.lookback_days)
     domain = settings.sender_domain
     schedule = Schedule.from_settings(settings)
+    joined_by = now if is_current(edition.key, now, schedule) else edition.cutoff
     result = PlanResult()
     with factory() as session:
         catalog = load_catalog(session, edition.cutoff)
@@ -207,7 +227,7 @@ def plan_edition(
         queued = DeliveryStatus.QUEUED.value
         edition_id, edition_key, cutoff = edition.id, edition.key, edition.cutoff  # loop-local
         session.commit()  # end the read transaction; each batch below is its own
-        readers = iter_readers(session, edition)
+        readers = iter_readers(session, edition, joined_by=joined_by)
         while True:
             with session.begin():
                 batch = next(readers, None)
@@ -216,21 +236,25 @@ def plan_edition(
                 planned: list[tuple[int, int]] = []  # (subscriber id, variant id)
                 noticed: dict[int, tuple[int, ...]] = {}  # subscriber id -> notice ids
                 for reader in batch:
+                    late = reader.active_since > cutoff
                     if not wants_edition(reader, cutoff, now, schedule.zone) or not reader_due(
                         edition_key, schedule, now, reader.timezone
                     ):
                         result.not_due += 1
+                        result.waiting += late
                         continue
                     items = select_items(reader, catalog, lookback)
                     notices = owed.get(reader.subscriber_id, ())
                     if not items and not notices:
                         result.nothing_new += 1
+                        result.waiting += late
                         continue
                     key = variant_key(reader, items, notices)
                     if notices:
                         result.notices += len(notices)
                         noticed[reader.subscriber_id] = notices
                     result.per_variant[key] += 1
+                    result.late += late
                     if dry_run:
                         continue
                     if key not in variants:
@@ -260,12 +284,75 @@ def plan_edition(
                     # in the same transaction as the rows: never repeated, never lost
                     assert edition_id is not None
                     record_notices(session, edition_id, noticed)
+        if not dry_run and edition_id is not None:
+            with session.begin():
+                if joined_by > cutoff:  # the period lasts: readers who added topics
+                    topped_up = _queue_topups(
+                        session, edition, catalog, lookback, variants, salt, domain, stamp
+                    )
+                    result.queued += topped_up
+                    result.topped_up = topped_up
+                mark_planned(session, edition_id, now, reopen=result.queued > 0)
         if result.queued >= ANALYZE_AFTER and session.get_bind().dialect.name == "postgresql":
             # Fresh statistics, or the claim query sorts every queued row for each batch
             # until autovacuum gets round to it (quadratic in the edition's size).
             with session.begin():
                 session.execute(text("ANALYZE deliveries"))
     return result
+
+
+def _queue_topups(
+    session: Session,
+    edition: EditionRef,
+    catalog: Catalog,
+    lookback: dt.timedelta,
+    variants: dict[VariantKey, int],
+    salt: bytes,
+    domain: str,
+    stamp: object,
+) -> int:
+    """Queue the second messages owed to readers who added topics after they were sent
+    ``edition`` (see :mod:`digest.planning.topups`); returns how many."""
+    edition_id = edition.id
+    assert edition_id is not None
+    topups = find_topups(session, edition_id, edition.cutoff, catalog, lookback)
+    if not topups:
+        return 0
+    numbers = session.scalar(
+        select(func.coalesce(func.max(Variant.number), 0)).where(Variant.edition_id == edition_id)
+    )
+    rows = []
+    message_ids = MESSAGE_IDS.new(edition.key, domain, len(topups))
+    for topup, message_id in zip(topups, message_ids, strict=True):
+        key: VariantKey = (topup.categories, topup.summary_ids, ())  # notices went in part 1
+        if key not in variants:
+            numbers = (numbers or 0) + 1
+            variant = Variant(
+                edition_id=edition_id,
+                number=numbers,
+                category_ids=list(key[0]),
+                summary_ids=list(key[1]),
+                notice_ids=[],
+                web_id=web_id_for(salt, edition.key, key),
+            )
+            session.add(variant)
+            session.flush()
+            variants[key] = variant.id
+        queued = DeliveryStatus.QUEUED.value
+        row = (edition_id, topup.subscriber_id, variants[key], queued, message_id, 0)
+        rows.append((*row, stamp, stamp, topup.part))
+    insert_many(session, DELIVERIES, (*_PLANNED_COLUMNS, "part"), rows)
+    return len(rows)
+
+
+def mark_planned(session: Session, edition_id: int, now: dt.datetime, *, reopen: bool) -> None:
+    """Record that the edition's readers were planned at ``now``; a complete edition that
+    got late readers (``reopen``) is open again until they have it."""
+    edition = session.get(Edition, edition_id)
+    assert edition is not None
+    edition.planned_at = now
+    if reopen and edition.status == EditionStatus.COMPLETE:
+        edition.status, edition.completed_at = EditionStatus.OPEN.value, None
 
 
 def dry_plan(

@@ -73,6 +73,18 @@ def current_key(now: dt.datetime, schedule: Schedule) -> str:
     return key_for(now, EARLIEST_ZONE if schedule.local_delivery else schedule.zone)
 
 
+def next_key(key: str) -> str:
+    """The period after ``key``: ``"2026-W52"`` -> ``"2026-W53"`` or ``"2027-W01"``."""
+    year, week = week_of(key)
+    year, week, _ = (dt.date.fromisocalendar(year, week, 1) + dt.timedelta(days=7)).isocalendar()
+    return f"{year}-W{week:02d}"
+
+
+def is_current(key: str, now: dt.datetime, schedule: Schedule) -> bool:
+    """Whether ``key``'s period lasts at ``now``: late readers still join its edition."""
+    return current_key(now, schedule) == key
+
+
 def is_due(now: dt.datetime, schedule: Schedule) -> bool:
     """Whether the current week's send time has come (anywhere, with local delivery)."""
     key = current_key(now, schedule)

@@ -24,7 +24,7 @@ from digest.planning.selection import (
     wants_edition,
     window_start,
 )
-from digest.planning.when import Schedule, reader_due
+from digest.planning.when import Schedule, is_current, reader_due
 from digest.store.models import Delivery, DeliveryStatus, Edition, Variant
 from subscribers.models import Status, Subscriber, Subscription, Suppression
 
@@ -105,7 +105,9 @@ def persona_of(
                 note += f" at {sent_at:%Y-%m-%d %H:%M} UTC"
             key = (tuple(category_ids), tuple(summary_ids), tuple(notice_ids or ()))
             return replace(base, key=key, reason=note)
-    reason = _not_a_reader(session, subscriber, cutoff)
+    # late readers (active since after the cutoff) join the edition while its week lasts
+    joined_by = max(now, cutoff) if is_current(edition_key, now, schedule) else cutoff
+    reason = _not_a_reader(session, subscriber, joined_by)
     if reason or reader is None or since is None:
         return replace(base, reason=reason or "never confirmed")
     if not wants_edition(reader, cutoff, now, schedule.zone):
@@ -125,8 +127,9 @@ def persona_of(
     return replace(base, key=variant_key(reader, items, notices))
 
 
-def _not_a_reader(session: Session, subscriber: Subscriber, cutoff: dt.datetime) -> str:
-    """Why planning skips ``subscriber`` whatever their categories, or ""."""
+def _not_a_reader(session: Session, subscriber: Subscriber, joined_by: dt.datetime) -> str:
+    """Why planning skips ``subscriber`` whatever their categories, or "" (``joined_by``: the
+    latest moment a reader of the edition can have become active)."""
     if subscriber.status != Status.ACTIVE.value:
         return f"{subscriber.status}: only active subscribers get the digest"
     suppressed = session.scalar(
@@ -134,6 +137,6 @@ def _not_a_reader(session: Session, subscriber: Subscriber, cutoff: dt.datetime)
     )
     if suppressed:
         return "on the suppression list: never sent anything"
-    if subscriber.active_since is None or subscriber.active_since > cutoff:
+    if subscriber.active_since is None or subscriber.active_since > joined_by:
         return "became active after this edition's cutoff: from next week on"
     return ""

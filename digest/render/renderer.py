@@ -185,11 +185,12 @@ class Renderer:
         context["preheader"] = "; ".join(shown[:3])
         return context
 
-    def mjml_to_html(self, source: str, css: str) -> str:
+    def mjml_to_html(self, source: str, css: str, template: str = DIGEST_MJML) -> str:
+        """Compile MJML ``source`` (rendered from ``template``) and inline ``css``."""
         try:
             html = mjml.mjml2html(source, disable_comments=True, fonts={})
         except Exception as exc:  # MRML raises its own error types, without a position
-            path = self.templates_dir / DIGEST_MJML
+            path = self.templates_dir / template
             try:
                 line = locate(source, path.read_text(encoding="utf-8"))
             except OSError:

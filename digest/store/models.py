@@ -99,6 +99,9 @@ class Edition(Base):
     #: The edition's counts as they were then: ``{"statuses": {"sent": n, ...}, "hard": n,
     #: "soft": n, "complaint": n, "unsubscribed": n}``; reports read these once set.
     totals: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+    #: When its readers were last planned: a reader who becomes active (or a summary that
+    #: arrives) after this moment, while the period lasts, makes the next run plan again.
+    planned_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
 
     variants: Mapped[list[Variant]] = relationship(
         back_populates="edition", order_by="Variant.number"
@@ -145,11 +148,13 @@ SENT_ROWS = f"status = '{DeliveryStatus.SENT.value}'"
 
 
 class Delivery(Base):
-    """The ledger: who got which variant of which edition. One row per (edition, subscriber)."""
+    """The ledger: who got which variant of which edition. One row per (edition, subscriber,
+    part): part 1 is the edition; a reader who changes topics after they were sent it gets
+    part 2 (and up) with only the new topics' summaries."""
 
     __tablename__ = "deliveries"
     __table_args__ = (
-        UniqueConstraint("edition_id", "subscriber_id"),
+        UniqueConstraint("edition_id", "subscriber_id", "part"),
         # No index is keyed on ``status``: every row changes status twice as it is sent,
         # and moving index entries was half the cost of those updates. Rows of an edition
         # are read in id order (claims) or counted by scanning that edition's rows.
@@ -170,6 +175,8 @@ class Delivery(Base):
         ForeignKey("subscribers.id", ondelete="SET NULL")
     )
     variant_id: Mapped[int] = mapped_column(ForeignKey("variants.id", ondelete="CASCADE"))
+    #: 1, or 2 and up for the messages of a reader who changed topics after part 1 was sent.
+    part: Mapped[int] = mapped_column(server_default="1")
     status: Mapped[str] = mapped_column(String(20), default=DeliveryStatus.QUEUED.value)
     #: Chosen when the row is created and reused on every retry.
     message_id: Mapped[str] = mapped_column(String(255), unique=True)

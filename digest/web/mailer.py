@@ -15,12 +15,14 @@ from email.utils import format_datetime, make_msgid
 from digest.config import Settings
 from digest.mail.headers import one_line, subject_header
 from digest.mail.transports.base import Envelope, Transport
-from digest.notices.confirmation import ConfirmationRenderer
+from digest.notices.confirmation import (
+    LINKS_MJML,
+    LINKS_SUBJECT,
+    LINKS_TEXT,
+    ConfirmationRenderer,
+)
 from digest.render.renderer import Rendered
 
-LINKS_MJML = "email/links.mjml.j2"
-LINKS_TEXT = "email/links.txt.j2"
-LINKS_SUBJECT = "email/links_subject.txt.j2"
 OUTBOX_FOLDER = "links"
 
 
