@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from digest.planning.plan import ordered_categories
 from digest.planning.selection import VariantKey
+from digest.planning.when import first_day
 from digest.render.cards import (
     Card,
     CategoryRef,
@@ -72,12 +73,16 @@ def category_refs(session: Session) -> list[CategoryRef]:
 
 
 def load_contents(
-    session: Session, keys: Sequence[VariantKey], cap: int
+    session: Session, keys: Sequence[VariantKey], cap: int, *, edition: str | None = None
 ) -> dict[VariantKey, DigestContent]:
-    """What each variant shows (at most ``cap`` cards), from one read of the store."""
+    """What each variant shows (at most ``cap`` cards), from one read of the store. With
+    the ``edition`` key, each content is dated (``issued``: the first day of its week)."""
     categories = category_refs(session)
     cards = load_cards(session, {i for _, items in keys for i in items})
-    return {key: build_content(key[1], key[0], cards, categories, cap) for key in keys}
+    issued = first_day(edition) if edition else None
+    return {
+        key: build_content(key[1], key[0], cards, categories, cap, issued=issued) for key in keys
+    }
 
 
 def sample_key(session: Session, cap: int, cutoff: dt.datetime) -> VariantKey | None:
