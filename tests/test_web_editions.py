@@ -191,3 +191,15 @@ def test_public_pages_answer_304_with_the_same_nonce(site: Site, path: str) -> N
     assert again.status_code == 304
     assert again.headers["Content-Security-Policy"] == first.headers["Content-Security-Policy"]
     assert client.get(path).get_data() == first.get_data()
+
+
+def test_a_web_version_answers_304_with_its_own_policy(site: Site) -> None:
+    (digest,) = site.received("zoe@example.org")
+    web = path_of(link_after(text_of(digest), "View this email in your browser"))
+    client = site.app.test_client(use_cookies=False)
+    first = client.get(web)
+    assert first.headers["Cache-Control"] == "public, max-age=3600"
+    again = client.get(web, headers={"If-None-Match": first.headers["ETag"]})
+    assert again.status_code == 304
+    assert again.headers["Content-Security-Policy"] == first.headers["Content-Security-Policy"]
+    assert "sandbox" in again.headers["Content-Security-Policy"]

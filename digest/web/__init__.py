@@ -113,7 +113,8 @@ def page_values() -> dict[str, Any]:
 
 
 def security_headers(response: Response) -> Response:
-    email = request.endpoint == "public.web_version" and response.status_code == 200
+    # a 304 refreshes the headers of the kept copy: it needs the same policy as the page
+    email = request.endpoint == "public.web_version" and response.status_code in (200, 304)
     for name, value in security.headers_for(request.path, g.get("nonce", ""), email=email).items():
         response.headers[name] = value
     return response
