@@ -69,7 +69,11 @@ def test_archive_and_feed(site: Site) -> None:
     index = client.get("/archive").get_data(as_text=True)
     assert "/archive/neurology" in index and "/feeds/neurology.atom" in index
     page = client.get("/archive/neurology").get_data(as_text=True)
-    assert "Week 2026-W48" in page and "Nerve transfers for hand function" in page
+    assert "Week of 23 November 2026" in page and "Nerve transfers for hand function" in page
+    assert "2026-W48" not in page.replace("/editions/2026-W48/", "")  # no ISO week for people
+    # per item: its journal, the day it was published and its topics
+    assert "Journal of Neurotrauma · 21 November 2026 · Neurology" in page
+    assert 'href="/editions/2026-W48/neurology"' in page
     assert "Tom &amp; Jerry&#39;s &lt;b&gt;bold&lt;/b&gt; study" in page
     assert client.get("/archive/nope").status_code == 404
 

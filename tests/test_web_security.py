@@ -32,6 +32,8 @@ GET_ROUTES = [
     "/archive",
     "/archive/{slug}",
     "/feeds/{slug}.atom",
+    "/editions/{key}",
+    "/editions/{key}/{slug}",
 ]
 
 
@@ -50,7 +52,13 @@ def values(site: Site) -> dict[str, str]:
         web_id = session.scalars(select(Variant.web_id)).first()
     assert web_id is not None
     token = site.subscriber("zoe@example.org").token
-    return {"token": token, "confirm": confirm, "web_id": web_id, "slug": "neurology"}
+    return {
+        "token": token,
+        "confirm": confirm,
+        "web_id": web_id,
+        "slug": "neurology",
+        "key": "2026-W48",
+    }
 
 
 def snapshot(engine: Engine) -> dict[str, list[tuple[object, ...]]]:

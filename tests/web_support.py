@@ -60,8 +60,10 @@ class Site:
             return found
 
 
-def make_site(tmp_path: Path, engine: Engine, smtp: SmtpServer, *, data: bool = True) -> Site:
-    settings = make_settings(tmp_path, transport="smtp", smtp_url=smtp.url)
+def make_site(
+    tmp_path: Path, engine: Engine, smtp: SmtpServer, *, data: bool = True, **overrides: str
+) -> Site:
+    settings = make_settings(tmp_path, transport="smtp", smtp_url=smtp.url, **overrides)
     settings = replace(settings, database_url=engine.url.render_as_string(hide_password=False))
     clock = [NOW]
     app = create_app(settings, engine, now=lambda: clock[0])

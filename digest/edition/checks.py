@@ -147,10 +147,13 @@ def check_variants(
     date: dt.datetime,
     validate: bool = True,
     web_ids: Mapping[VariantKey, str] | None = None,
+    edition: str | None = None,
 ) -> Checked:
-    """Read, render and check each numbered variant; nothing is raised for what is found."""
+    """Read, render and check each numbered variant (of the ``edition``); nothing is
+    raised for what is found."""
     renderer = Renderer(settings)
-    contents = load_contents(session, [key for _, key in variants], settings.card_cap)
+    keys = [key for _, key in variants]
+    contents = load_contents(session, keys, settings.card_cap, edition=edition)
     renders = render_each(renderer, contents, date=date, web_ids=web_ids)
     return check_renders(renderer, variants, renders, validate=validate, web_ids=web_ids)
 
@@ -204,6 +207,6 @@ def run_checks(
         if not variants:
             key = sample_key(session, settings.card_cap, plan.cutoff)
             variants, sample = ([(1, key)] if key else []), True
-        checked = check_variants(session, settings, variants, date=now)
+        checked = check_variants(session, settings, variants, date=now, edition=plan.key)
     directory = Renderer(settings).templates_dir
     return CheckReport(plan=plan, templates_dir=directory, checked=checked, sample=sample)

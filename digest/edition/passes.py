@@ -58,10 +58,12 @@ def render_pending(
     pending: Sequence[PendingVariant],
     *,
     date: dt.datetime,
+    edition: str | None = None,
 ) -> Renders:
-    """Read what each pending variant shows, once, and render and build it."""
+    """Read what each pending variant shows (dated by its ``edition``), once, and render
+    and build it."""
     with factory() as session:
-        contents = load_contents(session, [v.key for v in pending], cap)
+        contents = load_contents(session, [v.key for v in pending], cap, edition=edition)
     return render_each(renderer, contents, date=date, web_ids={v.key: v.web_id for v in pending})
 
 
@@ -99,7 +101,14 @@ def prepare(
     messages (default: the real time)."""
     pending = pending_variants(factory, edition)
     renderer = Renderer(settings)
-    renders = render_pending(factory, renderer, settings.card_cap, pending, date=now or utcnow())
+    renders = render_pending(
+        factory,
+        renderer,
+        settings.card_cap,
+        pending,
+        date=now or utcnow(),
+        edition=edition.key,
+    )
     built = check_pending(renderer, pending, renders)
     return outbound_for(settings, edition.key, pending, built), sum(v.waiting for v in pending)
 

@@ -122,7 +122,9 @@ def _send_edition(
     # 2 render each variant with rows waiting, once
     pending = pending_variants(run.factory, edition)
     renderer = Renderer(run.settings)
-    renders = render_pending(run.factory, renderer, run.settings.card_cap, pending, date=run.now)
+    renders = render_pending(
+        run.factory, renderer, run.settings.card_cap, pending, date=run.now, edition=edition.key
+    )
     # 3 preflight what was rendered: on any problem, nothing goes out
     built = check_pending(renderer, pending, renders)
     report.variants = [
@@ -224,7 +226,9 @@ def _dry_run(run: _Run, edition: EditionRef, report: EditionReport) -> None:
     report.late, report.waiting = plan.late, plan.waiting
     with run.factory() as session:
         renderer = Renderer(run.settings)
-        built = render_variants(session, renderer, run.settings, counts, date=run.now)
+        built = render_variants(
+            session, renderer, run.settings, counts, date=run.now, edition=edition.key
+        )
     for number, (variant_key, recipients) in enumerate(counts.most_common(), start=1):
         subject = built[variant_key][0].subject
         report.variants.append(VariantReport(number, subject, len(variant_key[1]), recipients))

@@ -20,6 +20,7 @@ from digest.errors import DigestError
 from digest.mail.message import MessageTemplate, build_template, new_placeholder
 from digest.planning.catalog import load_contents
 from digest.planning.selection import VariantKey
+from digest.planning.when import key_of_day
 from digest.render.cards import DigestContent
 from digest.render.identity import ListIdentity
 from digest.render.renderer import Links, Rendered, Renderer
@@ -37,14 +38,23 @@ class Renders:
     failures: Mapping[VariantKey, str]
 
 
-def personal_links(identity: ListIdentity, token: str, web_id: str | None = None) -> Links:
-    """A reader's links, with ``token`` (or a placeholder of its length) in them."""
+def personal_links(
+    identity: ListIdentity, token: str, web_id: str | None = None, *, edition: str | None = None
+) -> Links:
+    """A reader's links, with ``token`` (or a placeholder of its length) in them; with the
+    ``edition`` key, "N more in a topic" leads to that edition's page for the topic."""
     return Links(
         unsubscribe=f"{identity.base_url}/u/{token}",
         preferences=f"{identity.base_url}/p/{token}",
         more=identity.site_url,
         web_version=web_url(identity, web_id) if web_id else None,
+        edition=f"{identity.base_url}/editions/{edition}" if edition else None,
     )
+
+
+def edition_of(content: DigestContent) -> str | None:
+    """The key of the edition a dated content belongs to (its ``issued`` week)."""
+    return key_of_day(content.issued) if content.issued else None
 
 
 def web_url(identity: ListIdentity, web_id: str) -> str:
@@ -63,7 +73,8 @@ def build_variant(
     """One digest rendered and built into a checked message template. Any template or
     standards problem raises here, before a single message is sent."""
     token = placeholder()
-    rendered = renderer.render_digest(content, personal_links(renderer.identity, token, web_id))
+    links = personal_links(renderer.identity, token, web_id, edition=edition_of(content))
+    rendered = renderer.render_digest(content, links)
     template = build_template(renderer.identity, rendered, placeholder=token, date=date)
     return rendered, template
 
@@ -111,7 +122,9 @@ def render_variants(
     *,
     date: dt.datetime,
     web_ids: Mapping[VariantKey, str] | None = None,
+    edition: str | None = None,
 ) -> Built:
-    """Read the contents of ``keys`` and render each (:func:`render_contents`)."""
-    contents = load_contents(session, list(keys), settings.card_cap)
+    """Read the contents of ``keys`` (of the ``edition``) and render each
+    (:func:`render_contents`)."""
+    contents = load_contents(session, list(keys), settings.card_cap, edition=edition)
     return render_contents(renderer, contents, date=date, web_ids=web_ids)

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from digest.planning.notices import notice_summaries
 from digest.planning.plan import ordered_categories
 from digest.planning.selection import VariantKey
+from digest.planning.when import first_day
 from digest.render.cards import (
     Card,
     CategoryRef,
@@ -76,12 +77,14 @@ def category_refs(session: Session) -> list[CategoryRef]:
 
 
 def load_contents(
-    session: Session, keys: Sequence[VariantKey], cap: int
+    session: Session, keys: Sequence[VariantKey], cap: int, *, edition: str | None = None
 ) -> dict[VariantKey, DigestContent]:
-    """What each variant shows (at most ``cap`` cards), from one read of the store."""
+    """What each variant shows (at most ``cap`` cards), from one read of the store. With
+    the ``edition`` key, each content is dated (``issued``: the first day of its week)."""
     categories = category_refs(session)
     cards = load_cards(session, {i for _, items, _ in keys for i in items})
     notices = load_notices(session, {n for _, _, ids in keys for n in ids})
+    issued = first_day(edition) if edition else None
     return {
         key: build_content(
             [i for i in key[1] if i in cards],  # retracted since it was planned: left out
@@ -90,6 +93,7 @@ def load_contents(
             categories,
             cap,
             notices=[notices[n] for n in key[2] if n in notices],
+            issued=issued,
         )
         for key in keys
     }

@@ -53,8 +53,19 @@ def week_of(key: str) -> tuple[int, int]:
 
 
 def key_for(moment: dt.datetime, zone: dt.tzinfo) -> str:
-    year, week, _ = moment.astimezone(zone).isocalendar()
+    return key_of_day(moment.astimezone(zone).date())
+
+
+def key_of_day(day: dt.date) -> str:
+    """The edition of the ISO week holding ``day``: 30 November 2026 -> ``"2026-W49"``."""
+    year, week, _ = day.isocalendar()
     return f"{year}-W{week:02d}"
+
+
+def first_day(key: str) -> dt.date:
+    """The Monday that starts the edition's ISO week: ``"2026-W49"`` -> 30 November 2026."""
+    year, week = week_of(key)
+    return dt.date.fromisocalendar(year, week, 1)
 
 
 def send_moment(key: str, schedule: Schedule, zone: dt.tzinfo | None = None) -> dt.datetime:

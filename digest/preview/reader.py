@@ -169,7 +169,7 @@ def preview_key(
     edition = current_key(now, Schedule.from_settings(settings))
     web_ids = {key: web_id_for(web_salt(session), edition, key)}
     renderer = Renderer(settings)
-    contents = load_contents(session, [key], settings.card_cap)
+    contents = load_contents(session, [key], settings.card_cap, edition=edition)
     rendered, template = render_contents(renderer, contents, date=now, web_ids=web_ids)[key]
     content = contents[key]
     recipient = recipient or Recipient(

@@ -183,7 +183,9 @@ def create_preview_app(
         moment = now()
         plan = week(moment, fresh=True)
         with factory() as db:
-            checked = check_variants(db, settings, plan.numbered(), date=moment, validate=False)
+            checked = check_variants(
+                db, settings, plan.numbered(), date=moment, validate=False, edition=plan.key
+            )
         rows = [
             {
                 "number": v.number,

@@ -5,7 +5,8 @@ confirmation, the web version of each sent digest, the public archive and Atom f
 server can: ``gunicorn 'digest.web:create_app()'``): it builds the shared state
 (:mod:`digest.web.state`) and registers the Blueprints, whose views are module-level
 functions: the token pages (:mod:`~digest.web.pages`), sign-up and links
-(:mod:`~digest.web.signup`), the public pages (:mod:`~digest.web.public`) and, with a
+(:mod:`~digest.web.signup`), the public pages (:mod:`~digest.web.public`), the edition
+pages (:mod:`~digest.web.editions`) and, with a
 secret, the bounce webhooks (:mod:`digest.bounces.webhook`). Without arguments it loads the settings
 as the CLI does. Pages work without JavaScript and set no cookie: the token in the URL is
 the credential, and forms carry signed values instead of a session (see
@@ -30,10 +31,11 @@ from digest.clock import running_clock
 from digest.config import Settings, load_settings
 from digest.delivery.transport import make_transport
 from digest.mail.transports.base import Transport
-from digest.render.renderer import Palette, builtin_templates_dir
+from digest.planning.when import first_day
+from digest.render.renderer import Palette, builtin_templates_dir, long_date
 from digest.store.db import make_engine
 from digest.store.schema import open_database
-from digest.web import inputs, pages, public, security, signup
+from digest.web import editions, inputs, pages, public, security, signup
 from digest.web.limits import limits_for
 from digest.web.readers import Page
 from digest.web.state import WebApp, current_web, ensure_form_key
@@ -70,6 +72,11 @@ def create_app(
     )
     app = Flask(__name__, static_folder=None)
     app.jinja_loader = page_templates(settings)
+    app.jinja_env.filters.update(
+        long_date=long_date,
+        week_start=first_day,
+        local_day=lambda moment: moment.astimezone(settings.zone).date(),
+    )
     app.config.update(MAX_CONTENT_LENGTH=MAX_FORM_BYTES, JSON_AS_ASCII=False)
     web.install(app)
     security.install_redaction(app.logger, logging.getLogger("werkzeug"), log)
@@ -79,7 +86,7 @@ def create_app(
     app.after_request(security_headers)
     app.register_error_handler(RequestEntityTooLarge, too_large)
     app.url_build_error_handlers.append(unqualified_endpoint)
-    for blueprint in (pages.blueprint, signup.blueprint, public.blueprint):
+    for blueprint in (pages.blueprint, signup.blueprint, public.blueprint, editions.blueprint):
         app.register_blueprint(blueprint)
     if settings.bounce_webhook_secret:
         from digest.bounces.webhook import make_blueprint
@@ -116,7 +123,8 @@ def page_values() -> dict[str, Any]:
 
 
 def security_headers(response: Response) -> Response:
-    email = request.endpoint == "public.web_version" and response.status_code == 200
+    # a 304 refreshes the headers of the kept copy: it needs the same policy as the page
+    email = request.endpoint == "public.web_version" and response.status_code in (200, 304)
     for name, value in security.headers_for(request.path, g.get("nonce", ""), email=email).items():
         response.headers[name] = value
     return response

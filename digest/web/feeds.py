@@ -20,7 +20,7 @@ class FeedItem:
     title: str
     url: str
     published_at: dt.datetime
-    updated_at: dt.datetime
+    updated_at: dt.datetime  # the summary's last change (see changed_at), never its import
     explanation: str
     status: str = "published"  # or "corrected", "retracted"
     note: str | None = None  # what was corrected, or why it was withdrawn
@@ -29,6 +29,9 @@ class FeedItem:
     def label(self) -> str | None:
         """ "Retracted" or "Corrected" (None for a summary as published)."""
         return {"retracted": "Retracted", "corrected": "Corrected"}.get(self.status)
+
+    journal: str | None = None
+    topics: tuple[str, ...] = ()  # category names
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +44,17 @@ class ArchivedEdition:
 def xml_text(text: str) -> str:
     """``text`` without characters XML cannot carry (ElementTree escapes the rest)."""
     return _NOT_XML.sub("", text)
+
+
+def changed_at(
+    published_at: dt.datetime, created_at: dt.datetime, updated_at: dt.datetime
+) -> dt.datetime:
+    """When a summary last changed for a reader: its publication, or the later change of
+    what it says. Importing it (``created_at``) is no change: a summary imported a week
+    after it was published was still last changed when it was published."""
+    if updated_at <= created_at:
+        return published_at
+    return max(published_at, updated_at)
 
 
 def _stamp(moment: dt.datetime) -> str:

@@ -167,14 +167,13 @@ def sign_up(web: WebApp, address: str, name: str | None, chosen: list[str]) -> N
 
 
 def unusable_confirmation(token: str) -> Page | None:
-    """The page for a confirmation link that is unknown or expired; None if usable."""
+    """The page for a confirmation link that is unknown, malformed or expired (one page, one
+    status, one path: the answer says nothing of which); None if usable."""
     web = current_web()
     with web.factory() as session:
         state = confirmation_state(session, token, now=web.now())
-    if state == LinkState.UNKNOWN:
+    if state in (LinkState.UNKNOWN, LinkState.EXPIRED):
         return not_found()
-    if state == LinkState.EXPIRED:
-        return render_template("site/confirm_expired.html"), 410
     return None
 
 
