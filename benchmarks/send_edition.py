@@ -200,6 +200,7 @@ def sample_readers(session: Session, key: str, count: int) -> list[tuple[Variant
         select(
             Variant.category_ids,
             Variant.summary_ids,
+            Variant.notice_ids,
             Subscriber.email,
             Subscriber.name,
             Subscriber.token,
@@ -210,7 +211,10 @@ def sample_readers(session: Session, key: str, count: int) -> list[tuple[Variant
         .where(Delivery.id.in_(chosen))
         .order_by(Delivery.id)
     ).all()
-    return [((tuple(c), tuple(s)), Recipient(e, n, t, m)) for c, s, e, n, t, m in rows]
+    return [
+        ((tuple(c), tuple(s), tuple(notices or ())), Recipient(e, n, t, m))
+        for c, s, notices, e, n, t, m in rows
+    ]
 
 
 def phase_naive(workdir: str, url: str, key: str, sample: int) -> Naive:
@@ -219,10 +223,10 @@ def phase_naive(workdir: str, url: str, key: str, sample: int) -> Naive:
     with session_factory(make_engine(url))() as session:
         readers = sample_readers(session, key, sample)
         renderer = Renderer(settings)
-        render_variants(session, renderer, settings, [readers[0][0]], date=NOW)  # warm up
+        render_variants(session, renderer, settings, [readers[0][0]], date=NOW, edition=key)
         started = time.process_time()
         for variant, recipient in readers:
-            built = render_variants(session, renderer, settings, [variant], date=NOW)
+            built = render_variants(session, renderer, settings, [variant], date=NOW, edition=key)
             built[variant][1].personalize(recipient)
         return Naive(len(readers), time.process_time() - started)
 
@@ -234,7 +238,9 @@ def phase_raw(workdir: str, url: str, key: str, sample: int, port: int) -> Raw:
     with session_factory(make_engine(url))() as session:
         readers = sample_readers(session, key, sample)
         variants = {variant for variant, _ in readers}
-        built = render_variants(session, Renderer(settings), settings, variants, date=NOW)
+        built = render_variants(
+            session, Renderer(settings), settings, variants, date=NOW, edition=key
+        )
     templates: dict[VariantKey, MessageTemplate] = {k: t for k, (_, t) in built.items()}
     messages = [(r.address, templates[v].personalize(r)) for v, r in readers]
     seconds = pipelined_push("127.0.0.1", port, settings.sender_address, messages)

@@ -12,14 +12,15 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from sqlalchemy import String, bindparam, cast, exists, func, literal_column, select, text
+from sqlalchemy import bindparam, exists, func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest.config import Settings
-from digest.delivery.ledger import DELIVERIES, EDITIONS, SUBSCRIBERS, pending_by_variant
+from digest.delivery.ledger import DELIVERIES, SUBSCRIBERS, pending_by_variant
 from digest.planning.ids import MESSAGE_IDS
 from digest.planning.notices import owed_notices, record_notices
+from digest.planning.readers import reader_subqueries
 from digest.planning.selection import (
     Catalog,
     ItemRef,
@@ -42,9 +43,8 @@ from digest.store.models import (
     Variant,
     summary_categories,
 )
-from subscribers.models import Status, Subscriber, Subscription, Suppression
+from subscribers.models import Status, Subscriber, Suppression
 
-SUBSCRIPTIONS = Subscriber.metadata.tables[Subscription.__tablename__]
 SUPPRESSIONS = Subscriber.metadata.tables[Suppression.__tablename__]
 
 READER_BATCH = 5000
@@ -132,23 +132,7 @@ def iter_readers(
     One Core query per batch brings each reader with their categories (as text, ``1,4,7``)
     and the cutoff of the last edition they were sent, through correlated subqueries that
     are each one index lookup."""
-    delivered = DELIVERIES.alias("delivered")
-    categories = (
-        select(func.aggregate_strings(cast(SUBSCRIPTIONS.c.category_id, String), ","))
-        .where(SUBSCRIPTIONS.c.subscriber_id == SUBSCRIBERS.c.id)
-        .scalar_subquery()
-    )
-    last_cutoff = (
-        select(func.max(EDITIONS.c.cutoff))
-        .select_from(delivered.join(EDITIONS, EDITIONS.c.id == delivered.c.edition_id))
-        .where(
-            delivered.c.subscriber_id == SUBSCRIBERS.c.id,
-            # as a literal: the condition of the partial index ix_deliveries_subscriber_sent
-            delivered.c.status == literal_column(f"'{DeliveryStatus.SENT.value}'"),
-            EDITIONS.c.id != edition.id,
-        )
-        .scalar_subquery()
-    )
+    categories, last_cutoff = reader_subqueries(edition.id)
     # In the select list, not the WHERE clause: as an anti join, PostgreSQL (whose
     # statistics still see no row of this edition) compared each reader with every row
     # planned so far, quadratic in the edition's size; as a subquery it is one index probe.

@@ -14,15 +14,15 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import String, cast, func, literal_column, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from digest.delivery.ledger import DELIVERIES, EDITIONS, SUBSCRIBERS
+from digest.delivery.ledger import DELIVERIES, SUBSCRIBERS
+from digest.planning.readers import reader_subqueries
 from digest.planning.selection import Catalog, Reader, select_items
 from digest.store.models import DeliveryStatus, Variant
-from subscribers.models import Consent, Status, Subscriber, Subscription, Suppression
+from subscribers.models import Consent, Status, Subscriber, Suppression
 
-SUBSCRIPTIONS = Subscriber.metadata.tables[Subscription.__tablename__]
 SUPPRESSIONS = Subscriber.metadata.tables[Suppression.__tablename__]
 CONSENTS = Subscriber.metadata.tables[Consent.__tablename__]
 BATCH = 5000
@@ -88,22 +88,7 @@ def find_topups(
 
 def _readers(session: Session, edition_id: int, ids: list[int]) -> list[Reader]:
     """Those of ``ids`` who are active readers now, with their categories and windows."""
-    delivered = DELIVERIES.alias("delivered")
-    categories = (
-        select(func.aggregate_strings(cast(SUBSCRIPTIONS.c.category_id, String), ","))
-        .where(SUBSCRIPTIONS.c.subscriber_id == SUBSCRIBERS.c.id)
-        .scalar_subquery()
-    )
-    last_cutoff = (
-        select(func.max(EDITIONS.c.cutoff))
-        .select_from(delivered.join(EDITIONS, EDITIONS.c.id == delivered.c.edition_id))
-        .where(
-            delivered.c.subscriber_id == SUBSCRIBERS.c.id,
-            delivered.c.status == literal_column(f"'{DeliveryStatus.SENT.value}'"),
-            EDITIONS.c.id != edition_id,
-        )
-        .scalar_subquery()
-    )
+    categories, last_cutoff = reader_subqueries(edition_id)
     query = select(
         SUBSCRIBERS.c.id,
         categories,
