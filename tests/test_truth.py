@@ -81,6 +81,16 @@ def test_counts_say_what_was_counted(
     assert said.startswith(expected) and (said == "") == (expected == "")
 
 
+def test_the_explanation_or_the_design_says_who_was_counted_when_no_field_does() -> None:
+    told = "Surgeons moved working nerves in people with neck injuries."
+    assert counted(36, None, None, "Case series", context=told) == "36 people"
+    assert counted(40, None, None, "Pilot study", context="Rats got the gel.") == "40 rats"
+    assert counted(200, None, None, "Randomised trial") == "200 people"  # a human design
+    # an explanation naming both (rats now, people one day) decides nothing
+    both = "It helped rats; many treatments that help rats do not work in people."
+    assert counted(12, None, None, "Pilot study", context=both) == "a sample of 12"
+
+
 @pytest.mark.parametrize(
     ("fields", "label"),
     [

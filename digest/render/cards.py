@@ -137,6 +137,7 @@ class DigestContent:
 def card_from_summary(summary: SummaryFacts) -> Card:
     findings = [clean_text(f) for f in summary.key_findings if clean_text(f)]
     told = explanation(summary.simple_explanation)
+    context = f"{summary.title} {summary.simple_explanation}"  # who was studied, if no field says
     return Card(
         id=summary.id,
         title=clean_text(summary.title),
@@ -154,9 +155,14 @@ def card_from_summary(summary: SummaryFacts) -> Card:
             participants=summary.participants,
             population=summary.population,
             study_duration=summary.study_duration,
+            context=context,
         ),
         early_stage=early_stage(
-            summary.study_type, summary.evidence_level, summary.population, summary.participants
+            summary.study_type,
+            summary.evidence_level,
+            summary.population,
+            summary.participants,
+            context=context,
         ),
         explanation_cut=told.cut,
         keep_in_mind=keep_in_mind(summary.limitations, told.dropped_cautions),

@@ -39,6 +39,12 @@ _LABORATORY = re.compile(
     r"tissue samples?|post-mortem|cadavers?)\b",
     re.IGNORECASE,
 )
+#: Study designs used with people: where nothing else says who was counted, people were.
+_HUMAN_DESIGNS = re.compile(
+    r"\b(randomi[sz]ed|trials?|case series|case reports?|cohort|cross-sectional|surveys?|"
+    r"case-control|qualitative|interviews?)\b",
+    re.IGNORECASE,
+)
 _EARLY_KINDS = (
     (re.compile(r"\bcase reports?\b", re.IGNORECASE), "Case report"),
     (re.compile(r"\bcase series\b", re.IGNORECASE), "Case series"),
@@ -73,12 +79,15 @@ def sentences(text: str) -> list[str]:
     return [s for s in _SENTENCE_END.split(clean_text(text)) if s]
 
 
-def subject(*fields: str | None) -> str | None:
-    """Who or what was studied: "animal", "laboratory" or "human", or None when the fields
-    do not say. The study type and evidence level (the first two fields) decide first; in
-    the population and participants laboratory words come first, then an animal word counts
-    only where no person is named ("adults with SCI and their assistance dogs" is a human
-    study)."""
+def subject(*fields: str | None, context: str = "") -> str | None:
+    """Who or what was studied: "animal", "laboratory" or "human", or None when nothing says.
+
+    The study type and evidence level (the first two fields) decide first. Then the
+    population and participants: laboratory words first, then people (an animal word counts
+    only where no person is named: "adults with SCI and their assistance dogs" is a human
+    study), then animals. Where those say nothing, ``context`` (the title and explanation)
+    decides if it names only people or only animals; last, a design used with people (a
+    trial, case series, cohort, survey) means people."""
     kinds, described = [specified(f) for f in fields[:2]], [specified(f) for f in fields[2:]]
     if any(_ANIMALS.search(text) for text in kinds):
         return "animal"
@@ -91,14 +100,19 @@ def subject(*fields: str | None) -> str | None:
         return "human"
     if _ANIMALS.search(about):
         return "animal"
+    people, animals = bool(_HUMANS.search(context)), bool(_ANIMALS.search(context))
+    if people != animals:
+        return "human" if people else "animal"
+    if not animals and any(_HUMAN_DESIGNS.search(text) for text in kinds):
+        return "human"
     return None
 
 
-def early_stage(*fields: str | None) -> str | None:
+def early_stage(*fields: str | None, context: str = "") -> str | None:
     """A plain label for early-stage evidence ("Animal study", "Laboratory study", "Pilot
     study", "Case report", "Case series", "Phase 1 trial"), from the study type, evidence
     level, population and participants (in that order); None for anything else."""
-    studied = subject(*fields)
+    studied = subject(*fields, context=context)
     if studied == "animal":
         return "Animal study"
     if studied == "laboratory":
@@ -127,6 +141,8 @@ def counted(
     population: str | None,
     study_type: str | None = None,
     evidence_level: str | None = None,
+    *,
+    context: str = "",
 ) -> str:
     """What was counted, in words. The source's own participants line where it starts with
     its count and names what it counted ("40 adult female rats ...", "54 couples ..."),
@@ -134,14 +150,15 @@ def counted(
     with the right noun ("40 rats", "11 people"; "a sample of 200" where the source does not
     say who or what); else the participants line; else ""."""
     described = specified(participants)
-    studied = subject(study_type, evidence_level, population, participants)
+    studied = subject(study_type, evidence_level, population, participants, context=context)
     names_something = bool(re.match(r"[\d,.\s]+[^\W\d_]", described))
     if names_something and not (studied == "animal" and not _ANIMALS.search(described)):
         return described
     if sample_size:
         if studied == "animal":
             noun = _animal_noun(
-                f"{specified(study_type)} {specified(population)} {described}", sample_size
+                f"{specified(study_type)} {specified(population)} {described} {context}",
+                sample_size,
             )
             return f"{sample_size:,} {noun}"
         if studied == "human":
@@ -160,11 +177,13 @@ def facts_line(
     participants: str | None,
     population: str | None,
     study_duration: str | None,
+    context: str = "",
 ) -> str:
-    """Study type · what was counted · duration; absent ones are left out."""
+    """Study type · what was counted · duration; absent ones are left out. ``context`` (the
+    title and explanation) helps tell who was counted where the source's fields do not."""
     parts = [
         specified(study_type) or specified(evidence_level),
-        counted(sample_size, participants, population, study_type, evidence_level),
+        counted(sample_size, participants, population, study_type, evidence_level, context=context),
         specified(study_duration),
     ]
     return " · ".join(part for part in parts if part)
