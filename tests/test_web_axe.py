@@ -9,18 +9,14 @@ the pages' real Content-Security-Policy."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 
 import pytest
 from playwright.sync_api import expect
-from sqlalchemy import Engine
 
-from digest.store import schema
-from digest.store.db import make_engine
 from tests.browser_support import ARTIFACTS, launch_chromium
-from tests.conftest import NOW, RecordingHandler, SmtpServer, add_summary, free_port
-from tests.web_support import DAY, Site, link_after, make_site, path_of, text_of
+from tests.conftest import NOW, add_summary
+from tests.web_support import DAY, Site, link_after, path_of, served_site, text_of
 
 WIDTHS = (375, 1280)
 
@@ -34,37 +30,25 @@ def browser() -> Iterator[object]:
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Site, str]]:
     """One site for the module: this week's edition sent (two cards per digest, so the
     digests link to the edition pages) to a real SMTP server; the app on 127.0.0.1."""
-    from aiosmtpd.controller import Controller
-    from werkzeug.serving import make_server
 
-    tmp_path = tmp_path_factory.mktemp("axe")
-    handler = RecordingHandler()
-    port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port, decode_data=False)
-    controller.start()
-    engine: Engine = make_engine(f"sqlite:///{tmp_path / 'axe.sqlite3'}")
-    schema.upgrade(engine)
-    site = make_site(tmp_path, engine, SmtpServer("127.0.0.1", port, handler), card_cap="2")
-    add_summary(
-        site.factory,
-        "Baclofen pump outcomes",
-        ["pharmacology"],
-        NOW - 4 * DAY,
-        doi="10.1000/bp.1",
-        pmid="31415926",
-        study_type="Pilot study",
-        limitations=["Only 11 people took part."],
-        practical_implications="Ask your team whether a pump could suit you.",
-    )
-    add_summary(site.factory, "Stem cells in rats", ["neurology"], NOW - 5 * DAY, population="rats")
-    site.send_edition(NOW)
-    server = make_server("127.0.0.1", 0, site.app, threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield site, f"http://127.0.0.1:{server.port}"
-    server.shutdown()
-    server.server_close()
-    engine.dispose()
-    controller.stop()
+    def prepare(site: Site) -> None:
+        add_summary(
+            site.factory,
+            "Baclofen pump outcomes",
+            ["pharmacology"],
+            NOW - 4 * DAY,
+            doi="10.1000/bp.1",
+            pmid="31415926",
+            study_type="Pilot study",
+            limitations=["Only 11 people took part."],
+            practical_implications="Ask your team whether a pump could suit you.",
+        )
+        add_summary(
+            site.factory, "Stem cells in rats", ["neurology"], NOW - 5 * DAY, population="rats"
+        )
+
+    with served_site(tmp_path_factory.mktemp("axe"), prepare, card_cap="2") as found:
+        yield found
 
 
 class Auditor:

@@ -5,19 +5,15 @@ Screenshots at 375 and 1280 px go to test-artifacts/."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 
 import pytest
 from playwright.sync_api import expect
-from sqlalchemy import Engine
 
-from digest.store import schema
-from digest.store.db import make_engine
 from subscribers.models import Status
 from tests.browser_support import ARTIFACTS, launch_chromium
-from tests.conftest import NOW, RecordingHandler, SmtpServer, add_reader, free_port
-from tests.web_support import Site, html_of, link_after, make_site, path_of, text_of
+from tests.conftest import add_reader
+from tests.web_support import Site, html_of, link_after, path_of, served_site, text_of
 
 #: Contrast of a text colour on its background (WCAG 2), computed in the page.
 CONTRAST_JS = """(el) => {
@@ -43,25 +39,8 @@ def browser() -> Iterator[object]:
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Site, str]]:
     """One site for the module (the tests touch different readers): a SQLite database with
     this week's digest sent to a real SMTP server, and the app on 127.0.0.1 in a thread."""
-    from aiosmtpd.controller import Controller
-    from werkzeug.serving import make_server
-
-    tmp_path = tmp_path_factory.mktemp("web")
-    handler = RecordingHandler()
-    port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port, decode_data=False)
-    controller.start()
-    engine: Engine = make_engine(f"sqlite:///{tmp_path / 'web.sqlite3'}")
-    schema.upgrade(engine)
-    site = make_site(tmp_path, engine, SmtpServer("127.0.0.1", port, handler))
-    site.send_edition(NOW)
-    server = make_server("127.0.0.1", 0, site.app, threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield site, f"http://127.0.0.1:{server.port}"
-    server.shutdown()
-    server.server_close()
-    engine.dispose()
-    controller.stop()
+    with served_site(tmp_path_factory.mktemp("web")) as found:
+        yield found
 
 
 def open_page(browser, width: int):  # type: ignore[no-untyped-def]

@@ -7,6 +7,9 @@ import datetime as dt
 import email
 import email.policy
 import re
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from email.message import EmailMessage
 from pathlib import Path
@@ -19,10 +22,20 @@ from sqlalchemy.orm import Session, sessionmaker
 from digest.config import Settings
 from digest.delivery.transport import make_transport
 from digest.edition.run import EditionReport, run_edition
-from digest.store.db import session_factory
+from digest.store import schema
+from digest.store.db import make_engine, session_factory
 from digest.web import create_app
 from subscribers.models import Subscriber
-from tests.conftest import NOW, SmtpServer, add_categories, add_reader, add_summary, make_settings
+from tests.conftest import (
+    NOW,
+    RecordingHandler,
+    SmtpServer,
+    add_categories,
+    add_reader,
+    add_summary,
+    free_port,
+    make_settings,
+)
 
 DAY = dt.timedelta(days=1)
 WEEK = dt.timedelta(weeks=1)
@@ -124,3 +137,35 @@ def link_after(text: str, label: str) -> str:
     lines = text.splitlines()
     index = next(i for i, line in enumerate(lines) if line.strip().startswith(label))
     return lines[index + 1].strip()
+
+
+@contextmanager
+def served_site(
+    folder: Path, prepare: Callable[[Site], None] = lambda site: None, **overrides: str
+) -> Iterator[tuple[Site, str]]:
+    """A site on a SQLite database in ``folder`` with a real SMTP server on loopback:
+    ``prepare`` adds what the tests need, this week's edition is sent, and the app serves
+    on 127.0.0.1 in a thread. Yields the site and its base URL."""
+    from aiosmtpd.controller import Controller
+    from werkzeug.serving import make_server
+
+    handler = RecordingHandler()
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port, decode_data=False)
+    controller.start()
+    engine = make_engine(f"sqlite:///{folder / 'site.sqlite3'}")
+    schema.upgrade(engine)
+    try:
+        site = make_site(folder, engine, SmtpServer("127.0.0.1", port, handler), **overrides)
+        prepare(site)
+        site.send_edition(NOW)
+        server = make_server("127.0.0.1", 0, site.app, threaded=True)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            yield site, f"http://127.0.0.1:{server.port}"
+        finally:
+            server.shutdown()
+            server.server_close()
+    finally:
+        engine.dispose()
+        controller.stop()
