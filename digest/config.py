@@ -38,7 +38,6 @@ OTHER_VARIABLES = {
     "DIGEST_CONFIG": "the config file to use (the same as `--config`)",
     "DIGEST_NOW": "the time every command takes as now, for tests and replays: ISO 8601 with "
     "its offset, such as `2026-12-07T08:00:00+00:00`",
-    "DIGEST_ADMIN_PASSWORD": "the password of the admin pages",
     "DIGEST_MJML_VALIDATOR": "the `mjml` command `digest check` validates templates with",
     "DIGEST_TEST_DATABASE_URL": "the PostgreSQL database the tests use besides SQLite",
     "DIGEST_REFRESH_GOLDEN": "`1` makes the tests rewrite their golden files",
@@ -270,6 +269,16 @@ class Settings:
         "comma-separated addresses or networks of your reverse proxies: from them, the client "
         "is the last `X-Forwarded-For` address that is not a proxy",
         example="127.0.0.1, ::1", default_text="none (`X-Forwarded-For` ignored)",
+    )  # fmt: skip
+    admin_password: str | None = setting(
+        None, v.password,
+        "turns on the admin console's login, needed to serve `digest admin` on any address "
+        "but 127.0.0.1; at least 12 characters, or the hash `digest admin --hash-password` "
+        "prints (only a hash is kept in memory)",
+        example="change me: a long passphrase, or its hash", secret=True,
+        heading="The admin console (`digest admin`) listens on 127.0.0.1 without a password. "
+        "With one it\nasks for it at a login page and may be served on any address, behind "
+        "HTTPS.",
     )  # fmt: skip
     #: The file these settings were read from (None: the environment alone).
     config_path: Path | None = None

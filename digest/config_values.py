@@ -199,6 +199,27 @@ def secret(key: str, value: Any, source: str) -> str:
     return text
 
 
+#: A password hash as werkzeug's ``generate_password_hash`` writes it (``digest admin
+#: --hash-password`` prints one): ``method$salt$hash``.
+PASSWORD_HASH = re.compile(
+    r"(scrypt:\d+:\d+:\d+|pbkdf2:sha(256|512)(:\d+)?)\$[^$\s]+\$[0-9a-f]{32,}"
+)
+MIN_PASSWORD = 12
+
+
+def password(key: str, value: Any, source: str) -> str:
+    """A password of at least :data:`MIN_PASSWORD` characters, or the hash of one."""
+    text = plain_text(key, value, source)
+    if PASSWORD_HASH.fullmatch(text) is None and len(text) < MIN_PASSWORD:
+        raise ConfigError(
+            key,
+            f"must be at least {MIN_PASSWORD} characters, or a hash made by "
+            "`digest admin --hash-password`",
+            source=source,
+        )
+    return text
+
+
 def ip_networks(key: str, value: Any, source: str) -> str:
     """Comma-separated IP addresses or networks (``10.0.0.0/8``), normalised."""
     if isinstance(value, list):

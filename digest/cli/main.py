@@ -7,6 +7,7 @@ import click
 
 from digest import __version__
 from digest.cli import corrections as _corrections  # noqa: F401  (summaries correct|retract)
+from digest.cli.admin import admin
 from digest.cli.base import Context, DigestGroup
 from digest.cli.bounces import bounces, deliverability
 from digest.cli.categories import categories
@@ -59,6 +60,7 @@ for command in (
     deliverability,
     maintenance,
     serve,
+    admin,
 ):
     cli.add_command(command)
 

@@ -14,7 +14,6 @@ from digest.cli.base import Context, out, pass_app
 from digest.errors import DigestError, PreflightError
 from digest.render.renderer import builtin_templates_dir
 
-LOOPBACK = ("127.0.0.1", "localhost")
 _UNSAFE = re.compile(r"[^A-Za-z0-9@._+-]")
 
 
@@ -37,9 +36,9 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9@._+-]")
     help="Folder for the .html, .txt and .eml files.",
 )
 @click.option("--open", "open_it", is_flag=True, help="Open the HTML in the default browser.")
-@click.option("--serve", is_flag=True, help="Run the preview server instead (local only).")
-@click.option("--port", default=8025, show_default=True, help="Port of the preview server.")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Only 127.0.0.1.")
+@click.option("--serve", is_flag=True, help="Serve the admin console instead (`digest admin`).")
+@click.option("--port", default=8025, show_default=True, help="Port of the admin console.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Others need admin_password.")
 @pass_app
 def preview(
     app: Context,
@@ -52,27 +51,25 @@ def preview(
     port: int,
     host: str,
 ) -> None:
-    """Write exactly what a reader gets this week (no ledger row is touched), or serve every
-    variant of this week in the browser at phone and desktop widths.
+    """Write exactly what a reader gets this week (no ledger row is touched), or, with
+    --serve, start the admin console, whose "This week" page shows every variant at phone
+    and desktop widths (the same as `digest admin`).
 
     \b
     Examples:
       digest preview --subscriber ada@example.org --open
       digest preview --categories pharmacology,neurology --out preview
-      digest preview --serve --port 8025      # then open http://127.0.0.1:8025/
+      digest preview --serve --port 8025      # then open http://127.0.0.1:8025/admin/
     """
     from digest.preview.reader import Preview, preview_categories, preview_subscriber
 
     settings = app.settings
     if serve:
-        if host not in LOOPBACK:
-            raise DigestError(
-                f"the preview server only listens on 127.0.0.1, not {host!r}: it shows "
-                "subscribers' digests and sends test email (reach it through an SSH tunnel)"
-            )
-        from digest.preview.server import serve_preview
+        from digest.web.admin.serve import check_bind, serve_admin
 
-        serve_preview(settings, port=port, echo=out.print)
+        check_bind(settings, host)
+        out.print("The preview server is now the admin console (`digest admin`).")
+        serve_admin(settings, host=host, port=port, echo=out.print)
         return
     if bool(subscriber) == bool(categories):
         raise DigestError("name a reader: --subscriber EMAIL or --categories A,B")
