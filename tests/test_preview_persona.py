@@ -175,7 +175,7 @@ def test_preview_needs_exactly_one_reader_and_a_loopback_server(folder: Path) ->
     exposed = run("preview", "--serve", "--host", "0.0.0.0")  # noqa: S104 (refused)
     assert exposed.exit_code == 1
     assert exposed.output.startswith(
-        "Error: the preview server only listens on 127.0.0.1, not '0.0.0.0'"
+        "Error: the admin console listens on '0.0.0.0' only with a password"
     )
     quiet = run("preview", "--subscriber", "rehab@example.org", "--out", "x")
     assert quiet.exit_code == 0

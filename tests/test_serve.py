@@ -1,4 +1,4 @@
-"""`digest serve` and the preview server: a port already taken is one readable error."""
+"""`digest serve` and `digest admin`: a port already taken is one readable error."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 from digest.config import Settings
 from digest.errors import DigestError
-from digest.preview.server import serve_preview
+from digest.web.admin.serve import serve_admin
 from digest.web.server import serve
 
 
@@ -20,9 +20,9 @@ def test_a_taken_port_is_one_readable_error(db_settings: Settings) -> None:
         said: list[str] = []
         with pytest.raises(DigestError) as subscriber_pages:
             serve(db_settings, host="127.0.0.1", port=port, echo=said.append)
-        with pytest.raises(DigestError) as preview:
-            serve_preview(db_settings, port=port, echo=said.append)
-    for error in (subscriber_pages.value, preview.value):
+        with pytest.raises(DigestError) as console:
+            serve_admin(db_settings, host="127.0.0.1", port=port, echo=said.append)
+    for error in (subscriber_pages.value, console.value):
         assert str(error).startswith(f"cannot listen on 127.0.0.1:{port} (")
         assert str(error).endswith("): try --port")
     assert said == []  # nothing announced a server that is not there

@@ -122,7 +122,7 @@ def _login_page(error: str) -> str:
 
 def _locked(until: float) -> tuple[str, int, dict[str, str]]:
     ends = dt.datetime.fromtimestamp(until, dt.UTC)
-    seconds = max(1, int(until - dt.datetime.now(dt.UTC).timestamp()))
+    seconds = max(1, int(until - current_admin().lockout.clock()))
     minutes = (seconds + 59) // 60
     message = (
         f"Too many failed sign-ins from your address: try again after {ends:%H:%M} UTC "

@@ -57,10 +57,6 @@ class SendJob:
         """Messages handled per second so far."""
         return self.done / self.seconds if self.seconds > 0 else 0.0
 
-    @property
-    def percent(self) -> int:
-        return int(100 * self.done / self.total) if self.total else 0
-
     def progress(self, done: int, total: int, failed: int) -> None:
         self.done, self.total, self.failed = done, total, failed
 
@@ -90,8 +86,8 @@ class SendJobs:
         with self._lock:
             if self._job is not None and self._job.running:
                 raise AlreadySending(
-                    f"edition {self._job.key} is being sent from this console "
-                    f"({self._job.done} of {self._job.total} handled): wait for it to end"
+                    f"edition {self._job.key} is being sent from this console: wait for "
+                    "it to end"
                 )
             job = self._job = SendJob(key=key, started_at=now)
 

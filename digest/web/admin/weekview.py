@@ -58,6 +58,11 @@ class Week:
     next_due: dt.datetime
     can_send: bool
     can_cancel: bool
+    #: messages of the edition handled (sent, failed or skipped), of all in it, failed:
+    #: what the ledger and the console's running send say, whichever has seen more
+    handled: int = 0
+    total: int = 0
+    failed: int = 0
 
     @property
     def readers_to_send(self) -> int:
@@ -68,12 +73,25 @@ class Week:
         return sum(len(v.problems) for v in self.to_send)
 
 
+def progress(info: EditionInfo | None, job: SendJob | None) -> tuple[int, int, int]:
+    """(handled, total, failed) of the edition's messages."""
+    counts = info.counts if info is not None else None
+    handled = sum(counts[s] for s in ("sent", "failed", "skipped")) if counts else 0
+    total, failed = (sum(counts.values()), counts["failed"]) if counts else (0, 0)
+    if job is not None and info is not None and job.key == info.key and job.running:
+        # the run's count is ahead of the ledger between two recordings (every 100)
+        handled, failed = max(handled, job.done), max(failed, job.failed)
+        total = max(total, job.total)
+    return handled, total, failed
+
+
 def _state(
     info: EditionInfo | None, job: SendJob | None, due: bool, due_at: dt.datetime
 ) -> tuple[str, str]:
     when = f"{due_at:%a %d %b %Y %H:%M} ({due_at.tzname()})"
     if job is not None and job.running and info is not None and job.key == info.key:
-        return "sending", f"Sending now: {job.done} of {job.total} messages handled."
+        handled, total, _ = progress(info, job)
+        return "sending", f"Sending now: {handled} of {total} messages handled."
     if info is None or (info.status == EditionStatus.OPEN and not any(info.counts.values())):
         if due:
             return "due", f"Due since {when}; not sent yet."
@@ -146,6 +164,7 @@ def build_week(
         for notice, summary in notice_summaries(session, notice_ids)
     )
     state, says = _state(info, job, is_due(now, schedule), due_at)
+    handled, total, failed = progress(info, job)
     following = next_key(plan.key)
     final = info is not None and info.status in (EditionStatus.COMPLETE, EditionStatus.CANCELLED)
     return Week(
@@ -162,4 +181,7 @@ def build_week(
         next_due=send_moment(following, schedule).astimezone(settings.zone),
         can_send=bool(to_send) and not final and state != "sending",
         can_cancel=info is not None and not final,
+        handled=handled,
+        total=total,
+        failed=failed,
     )
