@@ -86,8 +86,7 @@ class SendJobs:
         with self._lock:
             if self._job is not None and self._job.running:
                 raise AlreadySending(
-                    f"edition {self._job.key} is being sent from this console: wait for "
-                    "it to end"
+                    f"edition {self._job.key} is being sent from this console: wait for it to end"
                 )
             job = self._job = SendJob(key=key, started_at=now)
 
