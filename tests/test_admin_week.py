@@ -23,7 +23,7 @@ from digest.mail.transports.memory import MemoryTransport
 from digest.sources.corrections import correct
 from digest.store.db import transaction
 from digest.store.models import Delivery
-from digest.web.admin import create_admin_app
+from digest.web.admin import create_admin_app, weekview
 from digest.web.admin.sending import AlreadySending, SendJobs
 from tests.admin_support import Console, make_console, signed_in
 from tests.conftest import NOW, SmtpServer, add_reader, add_summary
@@ -207,6 +207,25 @@ def test_the_page_shows_late_readers_and_the_notices_carried(
     assert "This week: edition 2026-W49" in shown
     assert "Corrected: Riluzole after acute injury (The dose was 50 mg, not 500 mg.)" in shown
     assert "with 1 correction or retraction notice" in shown
+
+
+def test_only_the_variants_with_most_readers_are_rendered_on_the_page(
+    gated: tuple[Console, GatedTransport], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    console, _ = gated
+    monkeypatch.setattr(weekview, "CHECKED_ON_PAGE", 1)
+    client = signed_in(console.app)
+    shown = text(client)
+    assert (
+        "1 3 new summaries in Neurology and Pharmacology Neurology, Pharmacology 3 summaries"
+        in shown
+    )
+    assert "2 not rendered on this page Rehabilitation 1 summary 1 run the preflight" in shown
+    assert "The variant with the fewest readers is not rendered on this page" in shown
+    client.post("/admin/preflight", data={"csrf_token": client.csrf})  # type: ignore[attr-defined]
+    shown = text(client)
+    assert "Run at 2026-11-23 08:00:00 UTC: 2 variants, MJML validation" in shown
+    assert "No problems found." in shown
 
 
 def test_send_jobs_refuse_a_second_start_while_one_runs() -> None:

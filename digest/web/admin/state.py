@@ -16,6 +16,7 @@ from sqlalchemy import Engine
 from digest.edition.checks import CheckReport, WeekPlan, plan_week
 from digest.web.admin.lockout import Lockout
 from digest.web.admin.sending import SendJobs
+from digest.web.admin.weekview import CheckCache
 from digest.web.state import current_web
 
 #: The key of the console's state in ``app.extensions``.
@@ -43,6 +44,7 @@ class AdminState:
     lockout: Lockout = field(default_factory=Lockout)
     sends: SendJobs = field(default_factory=SendJobs)
     preflight: PreflightRun | None = None
+    checks: CheckCache = field(default_factory=lambda: CheckCache(ttl=PLAN_TTL))
     _plan: tuple[float, WeekPlan] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 

@@ -40,12 +40,13 @@ def this_key() -> str:
 @bp.get("/")
 def week() -> str:
     web, admin = current_web(), current_admin()
-    plan = admin.week(fresh=True)
     job = admin.sends.current
+    running = job is not None and job.running
+    plan = admin.week(fresh=not running)  # while a send runs, the page reloads often
     with web.factory() as session:
-        model = build_week(session, web.settings, plan, now=web.now(), job=job)
+        model = build_week(session, web.settings, plan, now=web.now(), job=job, cache=admin.checks)
     preflight = admin.preflight if admin.preflight and admin.preflight.edition == plan.key else None
-    reload = RELOAD_SECONDS if job is not None and job.running else 0
+    reload = RELOAD_SECONDS if running else 0
     return render_template(
         "admin/week.html", week=model, job=job, preflight=preflight, reload=reload
     )
@@ -57,6 +58,7 @@ def preflight() -> WerkzeugResponse:
     web, admin = current_web(), current_admin()
     moment = web.now()
     names = " and ".join(name for name, _ in NOTICES)
+    admin.checks.clear()  # the page checks its variants again too (templates may have changed)
     try:
         report = run_checks(web.factory, web.settings, now=moment)
         notices = notice_problems(web.settings, now=moment)

@@ -9,7 +9,9 @@ Counts only, never a reader's address: "readers" are numbers of readers.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+import threading
+import time
+from dataclasses import dataclass, replace
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -18,10 +20,16 @@ from digest.config import Settings
 from digest.edition.checks import WeekPlan, check_variants
 from digest.edition.manage import EditionInfo, edition_info
 from digest.planning.notices import notice_summaries
+from digest.planning.selection import VariantKey
 from digest.planning.when import Schedule, is_due, next_key, send_moment
+from digest.store.db import Category
 from digest.store.models import Edition, EditionStatus
 from digest.web.admin.sending import SendJob
 from digest.web.admin.variants import ledger_variants, variant_id
+
+#: Variants rendered and checked on the page, most readers first ("Run the preflight"
+#: checks every one).
+CHECKED_ON_PAGE = 20
 
 
 @dataclass(frozen=True)
@@ -34,6 +42,8 @@ class VariantRow:
     readers: int
     notices: int
     problems: tuple[str, ...] = ()
+    checked: bool = True  # rendered and checked for the page (see CHECKED_ON_PAGE)
+    count: int = 0  # summaries
 
 
 @dataclass(frozen=True)
@@ -71,6 +81,72 @@ class Week:
     @property
     def problems(self) -> int:
         return sum(len(v.problems) for v in self.to_send)
+
+    @property
+    def unchecked(self) -> int:
+        return sum(not v.checked for v in self.to_send)
+
+
+class CheckCache:
+    """Variants rendered and checked for the page, by key, for ``ttl`` seconds (the page
+    reloads every few seconds while a send runs; a template edit shows within a minute, and
+    at once in a preview). Thread-safe, at most ``size`` variants."""
+
+    def __init__(self, ttl: float = 60.0, size: int = 256) -> None:
+        self.ttl, self.size = ttl, size
+        self._kept: dict[VariantKey, tuple[float, VariantRow]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: VariantKey) -> VariantRow | None:
+        with self._lock:
+            kept = self._kept.get(key)
+        if kept is None or time.monotonic() - kept[0] >= self.ttl:
+            return None
+        return kept[1]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._kept.clear()
+
+    def put(self, key: VariantKey, row: VariantRow) -> None:
+        with self._lock:
+            if len(self._kept) >= self.size:
+                self._kept.clear()
+            self._kept[key] = (time.monotonic(), row)
+
+
+def _variants_to_send(
+    session: Session, settings: Settings, plan: WeekPlan, *, now: dt.datetime, cache: CheckCache
+) -> tuple[VariantRow, ...]:
+    """Each variant of the plan, most readers first; the first :data:`CHECKED_ON_PAGE`
+    rendered and checked (about 60 ms each), the others named by topics and counts."""
+    numbered = plan.numbered()
+    names = dict(session.execute(select(Category.id, Category.name)).all())
+    missing = [(n, key) for n, key in numbered[:CHECKED_ON_PAGE] if cache.get(key) is None]
+    if missing:
+        checked = check_variants(
+            session, settings, missing, date=now, validate=False, edition=plan.key
+        )
+        for v in checked.variants:
+            cards = checked.contents[v.key].cards
+            titles = tuple(card.title for card in cards)
+            cache.put(v.key, VariantRow(0, "", v.categories, v.subject, titles, 0, 0, v.problems))
+    rows = []
+    for number, key in numbered:
+        found = cache.get(key) if number <= CHECKED_ON_PAGE else None
+        topics = tuple(sorted(names.get(c, f"#{c}") for c in key[0]))
+        row = found or VariantRow(0, "", topics, "", (), 0, 0, checked=False)
+        rows.append(
+            replace(
+                row,
+                number=number,
+                id=variant_id(key),
+                readers=plan.recipients[key],
+                notices=len(key[2]),
+                count=len(key[1]),
+            )
+        )
+    return tuple(rows)
 
 
 def progress(info: EditionInfo | None, job: SendJob | None) -> tuple[int, int, int]:
@@ -121,28 +197,14 @@ def build_week(
     *,
     now: dt.datetime,
     job: SendJob | None,
+    cache: CheckCache,
 ) -> Week:
     """The page's model for this week's edition (``plan``)."""
     schedule = Schedule.from_settings(settings)
     due_at = send_moment(plan.key, schedule).astimezone(settings.zone)
     exists = session.scalar(select(Edition.id).where(Edition.key == plan.key)) is not None
     info = edition_info(session, plan.key) if exists else None
-    checked = check_variants(
-        session, settings, plan.numbered(), date=now, validate=False, edition=plan.key
-    )
-    to_send = tuple(
-        VariantRow(
-            number=v.number,
-            id=variant_id(v.key),
-            topics=v.categories,
-            subject=v.subject,
-            summaries=tuple(card.title for card in checked.contents[v.key].cards),
-            readers=plan.recipients[v.key],
-            notices=len(v.key[2]),
-            problems=v.problems,
-        )
-        for v in checked.variants
-    )
+    to_send = _variants_to_send(session, settings, plan, now=now, cache=cache)
     kept = ledger_variants(session, plan.key)
     readers = {v.number: v.recipients for v in info.variants} if info else {}
     topics = {v.number: v.categories for v in info.variants} if info else {}
@@ -154,6 +216,7 @@ def build_week(
             subject="",
             summaries=(),
             readers=readers.get(number, 0),
+            count=len(key[1]),
             notices=len(key[2]),
         )
         for key, number in kept.items()
