@@ -14,6 +14,7 @@ from flask import current_app
 from sqlalchemy import Engine
 
 from digest.edition.checks import CheckReport, WeekPlan, plan_week
+from digest.planning.when import Schedule, current_key
 from digest.web.admin.lockout import Lockout
 from digest.web.admin.sending import SendJobs
 from digest.web.admin.weekview import CheckCache
@@ -45,7 +46,7 @@ class AdminState:
     sends: SendJobs = field(default_factory=SendJobs)
     preflight: PreflightRun | None = None
     checks: CheckCache = field(default_factory=lambda: CheckCache(ttl=PLAN_TTL))
-    _plan: tuple[float, WeekPlan] | None = None
+    _plan: tuple[float, WeekPlan, dt.datetime] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -55,16 +56,29 @@ class AdminState:
 
     def week(self, *, fresh: bool) -> WeekPlan:
         """This week's plan as a dry run sees it; pages reuse the last one for a minute
-        unless ``fresh``."""
+        unless ``fresh`` (planning reads every reader: seconds for 100,000; the buttons
+        plan again)."""
+        web = current_web()
+        moment = web.now()
         with self._lock:
             kept = self._plan
-        if not fresh and kept is not None and time.monotonic() - kept[0] < PLAN_TTL:
+        if (
+            not fresh
+            and kept is not None
+            and time.monotonic() - kept[0] < PLAN_TTL
+            and kept[1].key == current_key(moment, Schedule.from_settings(web.settings))
+        ):
             return kept[1]
-        web = current_web()
-        plan = plan_week(web.factory, web.settings, web.now())
+        plan = plan_week(web.factory, web.settings, moment)
         with self._lock:
-            self._plan = (time.monotonic(), plan)
+            self._plan = (time.monotonic(), plan, moment)
         return plan
+
+    @property
+    def planned_at(self) -> dt.datetime | None:
+        """When the plan pages reuse was made (by the console's clock)."""
+        with self._lock:
+            return self._plan[2] if self._plan else None
 
     def forget_plan(self) -> None:
         with self._lock:

@@ -42,13 +42,18 @@ def week() -> str:
     web, admin = current_web(), current_admin()
     job = admin.sends.current
     running = job is not None and job.running
-    plan = admin.week(fresh=not running)  # while a send runs, the page reloads often
+    plan = admin.week(fresh=False)
     with web.factory() as session:
         model = build_week(session, web.settings, plan, now=web.now(), job=job, cache=admin.checks)
     preflight = admin.preflight if admin.preflight and admin.preflight.edition == plan.key else None
     reload = RELOAD_SECONDS if running else 0
     return render_template(
-        "admin/week.html", week=model, job=job, preflight=preflight, reload=reload
+        "admin/week.html",
+        week=model,
+        job=job,
+        preflight=preflight,
+        reload=reload,
+        planned_at=admin.planned_at,
     )
 
 
@@ -59,6 +64,7 @@ def preflight() -> WerkzeugResponse:
     moment = web.now()
     names = " and ".join(name for name, _ in NOTICES)
     admin.checks.clear()  # the page checks its variants again too (templates may have changed)
+    admin.forget_plan()
     try:
         report = run_checks(web.factory, web.settings, now=moment)
         notices = notice_problems(web.settings, now=moment)
