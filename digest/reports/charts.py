@@ -21,8 +21,12 @@ from pygal.style import Style
 
 #: Dark on white, every colour at least 4.5:1 against white (WCAG AA for text).
 COLOURS = ("#1f5fa8", "#b3261e", "#1b7a3e", "#8a4b00", "#6a3d9a", "#00687a", "#5c5c5c")
-THRESHOLD_COLOURS = ("#8a4b00", "#b3261e")
-STYLE = Style(
+#: Thresholds: amber for a target, red for a limit.
+TARGET_COLOUR = "#8a4b00"
+LIMIT_COLOUR = "#b3261e"
+#: Everything but the series' colours; guides are solid and light, so that only
+#: thresholds are dashed.
+STYLE: dict[str, object] = dict(
     background="#ffffff",
     plot_background="#ffffff",
     foreground="#222222",
@@ -30,7 +34,14 @@ STYLE = Style(
     foreground_subtle="#595959",
     opacity="1",
     opacity_hover="1",
-    colors=COLOURS,
+    stroke_opacity="1",
+    stroke_opacity_hover="1",
+    stroke_width="3",
+    stroke_width_hover="3",
+    guide_stroke_color="#dddddd",
+    major_guide_stroke_color="#bbbbbb",
+    guide_stroke_dasharray="none",
+    major_guide_stroke_dasharray="none",
     font_family="system-ui, sans-serif",
     title_font_size=20,
     label_font_size=14,
@@ -49,6 +60,8 @@ class Series:
     values: Sequence[float | None]
     #: A threshold, drawn as a dashed line without dots.
     threshold: bool = False
+    #: Its colour; None: the next of :data:`COLOURS`.
+    colour: str | None = None
 
 
 def line_chart(
@@ -59,15 +72,21 @@ def line_chart(
     y_title: str,
     nonce: str,
     percent: bool = False,
+    at_least: float | None = None,
 ) -> str:
-    """A line chart as inline SVG text for a page whose CSP nonce is ``nonce``."""
-    chart = _chart(pygal.Line, title, x_labels, y_title, percent)
+    """A line chart as inline SVG text for a page whose CSP nonce is ``nonce``; its y
+    axis runs from 0 to ``at_least`` or more (so a threshold line is not on the edge)."""
+    chart = _chart(pygal.Line, title, x_labels, series, y_title, percent)
+    if at_least is not None:
+        values = [v for item in series for v in item.values if v is not None]
+        chart.range = (0, max([at_least, *values]) * 1.05)
     for item in series:
         if item.threshold:
-            chart.add(item.name, list(item.values), show_dots=False,
-                      stroke_style={"width": 3, "dasharray": "10, 6"})  # fmt: skip
+            chart.add(
+                item.name, list(item.values), show_dots=False, stroke_style={"dasharray": "10, 6"}
+            )
         else:
-            chart.add(item.name, list(item.values), stroke_style={"width": 3})
+            chart.add(item.name, list(item.values))
     return inline(chart.render(is_unicode=True), title, nonce)
 
 
@@ -75,7 +94,7 @@ def bar_chart(
     title: str, x_labels: Sequence[str], series: Sequence[Series], *, y_title: str, nonce: str
 ) -> str:
     """A bar chart as inline SVG text for a page whose CSP nonce is ``nonce``."""
-    chart = _chart(pygal.Bar, title, x_labels, y_title, False)
+    chart = _chart(pygal.Bar, title, x_labels, series, y_title, False)
     for item in series:
         chart.add(item.name, list(item.values))
     return inline(chart.render(is_unicode=True), title, nonce)
@@ -85,13 +104,16 @@ def _chart(
     kind: type[pygal.graph.graph.Graph],
     title: str,
     x_labels: Sequence[str],
+    series: Sequence[Series],
     y_title: str,
     percent: bool,
 ) -> pygal.graph.graph.Graph:
+    palette = iter(COLOURS * 4)
+    colours = tuple(item.colour or next(palette) for item in series)
     chart = kind(
         js=[],
         disable_xml_declaration=True,
-        style=STYLE,
+        style=Style(colors=colours or COLOURS, **STYLE),
         title=title,
         y_title=y_title,
         width=800,

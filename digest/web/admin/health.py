@@ -14,7 +14,7 @@ from flask import Blueprint, Response, abort, g, render_template, url_for
 from markupsafe import Markup
 
 from digest.reports import health as report
-from digest.reports.charts import Series, bar_chart, line_chart
+from digest.reports.charts import LIMIT_COLOUR, TARGET_COLOUR, Series, bar_chart, line_chart
 from digest.web.state import current_web
 
 bp = Blueprint("health", __name__)
@@ -100,16 +100,19 @@ def editions() -> Chart:
                 f"Gmail's target: under {report.COMPLAINT_TARGET:.1%}",
                 [report.COMPLAINT_TARGET * 100] * len(labels),
                 threshold=True,
+                colour=TARGET_COLOUR,
             ),
             Series(
                 f"Gmail and Yahoo's limit: {report.COMPLAINT_LIMIT:.1%}",
                 [report.COMPLAINT_LIMIT * 100] * len(labels),
                 threshold=True,
+                colour=LIMIT_COLOUR,
             ),
         ],
         y_title="% of messages sent",
         nonce=nonce,
         percent=True,
+        at_least=report.COMPLAINT_LIMIT * 100 * 1.5,
     )
     notes = (
         f"Gmail asks bulk senders to keep complaints under {report.COMPLAINT_TARGET:.1%} of "
