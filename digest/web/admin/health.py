@@ -37,18 +37,20 @@ def drawn(svg: str) -> Markup:
     return Markup(svg)  # noqa: S704
 
 
-def topics() -> Chart:
+def topics(draw: bool) -> Chart:
     web = current_web()
     with web.factory() as session:
         data = report.topic_weeks(session, now=web.now())
-    labels = [week.isoformat() for week in data.weeks]
-    svg = line_chart(
-        "Readers per topic, week by week",
-        labels,
-        [Series(topic, data.counts[topic]) for topic in data.topics],
-        y_title="Readers",
-        nonce=g.get("nonce", ""),
-    )
+    charts: tuple[Markup, ...] = ()
+    if draw:
+        svg = line_chart(
+            "Readers per topic, week by week",
+            [week.isoformat() for week in data.weeks],
+            [Series(topic, data.counts[topic]) for topic in data.topics],
+            y_title="Readers",
+            nonce=g.get("nonce", ""),
+        )
+        charts = (drawn(svg),)
     notes = (
         "Derived, not stored: no weekly count is kept. A reader counts for a topic at the end "
         "of a week when they had confirmed by then, had not left (unsubscribed, bounced or "
@@ -56,10 +58,15 @@ def topics() -> Chart:
         "People erased since are not counted in any week; someone who left and came back "
         "counts from their first confirmation.",
     )
-    return Chart("Readers per topic over time", (drawn(svg),), report.topics_table(data), notes)
+    return Chart(
+        "Readers per topic over time",
+        charts,
+        report.topics_table(data),
+        notes,
+    )
 
 
-def editions() -> Chart:
+def editions(draw: bool) -> Chart:
     with current_web().factory() as session:
         outcomes = report.edition_outcomes(session)
     labels = [o.key for o in outcomes]
@@ -68,6 +75,8 @@ def editions() -> Chart:
     def percent(values: list[float]) -> list[float | None]:
         return [round(v * 100, 3) for v in values]
 
+    if not draw:
+        return Chart("", (), report.outcomes_table(outcomes), ())
     sent = bar_chart(
         "Messages sent per edition",
         labels,
@@ -133,9 +142,11 @@ def editions() -> Chart:
     )
 
 
-def speed() -> Chart:
+def speed(draw: bool) -> Chart:
     with current_web().factory() as session:
         speeds = report.edition_speeds(session)
+    if not draw:
+        return Chart("", (), report.speeds_table(speeds), ())
     labels = [s.key for s in speeds]
     nonce = g.get("nonce", "")
     duration = bar_chart(
@@ -168,8 +179,9 @@ def speed() -> Chart:
     )
 
 
-#: The health pages by name: /<name> shows it, /<name>.csv downloads its table.
-PAGES: dict[str, Callable[[], Chart]] = {"topics": topics, "editions": editions, "speed": speed}
+#: The health pages by name: /<name> shows it, /<name>.csv downloads its table (built
+#: with ``draw=False``: the same table, no chart drawn).
+PAGES: dict[str, Callable[[bool], Chart]] = {"topics": topics, "editions": editions, "speed": speed}
 
 
 #: What the index says of each page.
@@ -193,7 +205,7 @@ def index() -> str:
 def page(name: str) -> str:
     if name not in PAGES:
         abort(404)
-    chart = PAGES[name]()
+    chart = PAGES[name](True)
     return render_template(
         "admin/health/chart.html", chart=chart, csv_url=url_for(".csv", name=name)
     )
@@ -203,7 +215,7 @@ def page(name: str) -> str:
 def csv(name: str) -> Response:
     if name not in PAGES:
         abort(404)
-    table = PAGES[name]().table
+    table = PAGES[name](False).table
     day = current_web().now().date().isoformat()
     return Response(
         table.csv(),
