@@ -9,10 +9,12 @@ Where history is not stored it is derived, and the pages say so:
 
 * **Topics over time.** No weekly count is stored. A reader counts for a topic at the end
   of a week when they had confirmed (``confirmed_at``, else ``active_since``) by then, had
-  not left (``unsubscribed_at``, also set by a bounce or complaint), and the topics of
-  their latest consent record up to then include it (every choice of topics adds one;
-  before their first, their current topics). People erased since are not counted at all,
-  and someone who left and came back counts from their first confirmation.
+  not left (``unsubscribed_at``, also set by a bounce or complaint), and their topics
+  then include it: for a reader who chose topics more than once (every choice adds a
+  consent record), those of their latest choice up to then; for one who chose once, their
+  current topics (counted by the database, so a large list stays quick). People erased
+  since are not counted at all, and someone who left and came back counts from their
+  first confirmation.
 * **Unsubscribes of an edition** are the readers who unsubscribed after it and before any
   later digest reached them (``digest deliverability --edition`` counts every edition sent
   before they left); an edition whose rows retention deleted shows the totals it kept.
@@ -28,10 +30,11 @@ import datetime as dt
 import io
 import itertools
 from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import Select, and_, case, func, select
 from sqlalchemy.orm import Session
 
 from digest.bounces.classify import COMPLAINT, HARD, SOFT
@@ -98,54 +101,96 @@ def topic_weeks(session: Session, *, now: dt.datetime, weeks: int = WEEKS) -> To
     starts = [monday - dt.timedelta(weeks=n) for n in range(weeks - 1, -1, -1)]
     ends = [_midnight(start + dt.timedelta(weeks=1)) for start in starts[:-1]] + [today]
     categories = session.execute(select(Category.id, Category.slug, Category.name)).all()
-    names = {slug: name for _, slug, name in categories}
     by_id = {cid: name for cid, _, name in categories}
-    readers = session.execute(
-        select(Subscriber.id, Subscriber.confirmed_at, Subscriber.active_since,
-               Subscriber.unsubscribed_at)
-        .where(Subscriber.status != Status.PENDING.value)
-    ).all()  # fmt: skip
+    counts: dict[str, list[int]] = {name: [0] * (len(ends) + 1) for name in sorted(by_id.values())}
+    # readers who chose their topics once (most): their current topics all along, counted
+    # by the database per (topic, first week, week they left), a short answer
+    joined = func.coalesce(Subscriber.confirmed_at, Subscriber.active_since)
+    rows = (
+        select(
+            Subscription.category_id.label("topic"),
+            _week_index(joined, ends).label("first"),
+            _week_index(Subscriber.unsubscribed_at, ends).label("stop"),
+        )
+        .join(Subscriber, Subscriber.id == Subscription.subscriber_id)
+        .where(
+            Subscriber.status != Status.PENDING.value,
+            joined.is_not(None),
+            Subscriber.id.not_in(_changed_topics()),
+        )
+        .subquery()
+    )
+    for topic, first, stop, number in session.execute(
+        select(rows.c.topic, rows.c.first, rows.c.stop, func.count()).group_by(
+            rows.c.topic, rows.c.first, rows.c.stop
+        )
+    ):
+        if first < stop:
+            counts[by_id[topic]][first] += number
+            counts[by_id[topic]][stop] -= number
+    for first, stop, topics in _changing_readers(session, ends, by_id):
+        for index in range(first, stop):
+            for topic in topics(index):
+                counts[topic][index] += 1
+                counts[topic][index + 1] -= 1
+    totals = {name: tuple(itertools.accumulate(values[:-1])) for name, values in counts.items()}
+    return TopicWeeks(weeks=tuple(starts), topics=tuple(totals), counts=totals)
+
+
+def _week_index(column: Any, ends: list[dt.datetime]) -> Any:
+    """The index of the first week ending at or after ``column`` (``len(ends)``: none,
+    or NULL), as :func:`bisect.bisect_left` on ``ends`` would say."""
+    return case(*((column <= end, index) for index, end in enumerate(ends)), else_=len(ends))
+
+
+def _changed_topics() -> Select[Any]:
+    """Readers who chose topics more than once (two consent records or more)."""
+    return select(Consent.subscriber_id).group_by(Consent.subscriber_id).having(func.count() > 1)
+
+
+def _changing_readers(
+    session: Session, ends: list[dt.datetime], by_id: dict[int, str]
+) -> Iterator[tuple[int, int, Callable[[int], set[str]]]]:
+    """For each reader who chose topics more than once: the weeks they count in, and
+    their topics at the end of a week (their latest choice by then)."""
+    changed = _changed_topics()
+    slugs = {slug: name for slug, name in session.execute(select(Category.slug, Category.name))}
     current: dict[int, set[str]] = defaultdict(set)
     for subscriber_id, category_id in session.execute(
-        select(Subscription.subscriber_id, Subscription.category_id)
+        select(Subscription.subscriber_id, Subscription.category_id).where(
+            Subscription.subscriber_id.in_(changed)
+        )
     ):
         current[subscriber_id].add(by_id[category_id])
     choices: dict[int, list[tuple[dt.datetime, set[str]]]] = defaultdict(list)
-    for subscriber_id, at, slugs in session.execute(
-        select(Consent.subscriber_id, Consent.created_at, Consent.categories).order_by(
-            Consent.subscriber_id, Consent.created_at, Consent.id
-        )
+    for subscriber_id, at, chosen in session.execute(
+        select(Consent.subscriber_id, Consent.created_at, Consent.categories)
+        .where(Consent.subscriber_id.in_(changed))
+        .order_by(Consent.subscriber_id, Consent.created_at, Consent.id)
     ):
-        choices[subscriber_id].append((at, {names[s] for s in slugs if s in names}))
-    counts: dict[str, list[int]] = {name: [0] * (len(ends) + 1) for name in sorted(by_id.values())}
+        choices[subscriber_id].append((at, {slugs[s] for s in chosen if s in slugs}))
+    readers = session.execute(
+        select(Subscriber.id, Subscriber.confirmed_at, Subscriber.active_since,
+               Subscriber.unsubscribed_at)
+        .where(Subscriber.status != Status.PENDING.value, Subscriber.id.in_(changed))
+    )  # fmt: skip
     for subscriber_id, confirmed_at, active_since, left_at in readers:
         joined = confirmed_at or active_since
         if joined is None:
             continue
+        history = choices[subscriber_id]
+        times = [at for at, _ in history]
+        before = current[subscriber_id]
+
+        def topics(index: int, history: list[Any] = history, times: list[Any] = times,
+                   before: set[str] = before) -> set[str]:  # fmt: skip
+            latest = bisect.bisect_right(times, ends[index])
+            chosen: set[str] = history[latest - 1][1] if latest else before
+            return chosen
+
         first = bisect.bisect_left(ends, joined)
         stop = len(ends) if left_at is None else bisect.bisect_left(ends, left_at)
-        if first >= stop:
-            continue
-        history = choices.get(subscriber_id, [])
-        if not history or (len(history) == 1 and history[0][0] <= ends[first]):
-            # the same topics all along: counted in weeks first..stop-1 (a difference array)
-            for topic in history[0][1] if history else current.get(subscriber_id, set()):
-                counts[topic][first] += 1
-                counts[topic][stop] -= 1
-            continue
-        times = [at for at, _ in history]
-        for index in range(first, stop):
-            latest = bisect.bisect_right(times, ends[index])
-            topics = history[latest - 1][1] if latest else current.get(subscriber_id, set())
-            for topic in topics:
-                counts[topic][index] += 1
-                counts[topic][index + 1] -= 1
-    totals = {name: tuple(itertools.accumulate(values[:-1])) for name, values in counts.items()}
-    return TopicWeeks(
-        weeks=tuple(starts),
-        topics=tuple(totals),
-        counts=totals,
-    )
+        yield first, stop, topics
 
 
 def _midnight(day: dt.date) -> dt.datetime:
