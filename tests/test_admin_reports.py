@@ -12,6 +12,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from digest.reports import health, people
 from tests.admin_pages_support import W48, seed
 
+WEEK = dt.timedelta(weeks=1)
+
 
 @pytest.fixture
 def seeded(factory: sessionmaker[Session], tmp_path: Path) -> sessionmaker[Session]:
@@ -135,3 +137,58 @@ def test_send_speed_of_the_rows_planned_with_the_edition(seeded: sessionmaker[Se
     assert w47.per_second == pytest.approx(1000 / 99.9)
     assert (w48.messages, w48.seconds) == (4, pytest.approx(0.3))
     assert health.speeds_table([w47, w48]).rows[0] == ("2026-W47", "1000", "99.9", "10.0")
+
+
+def test_weeks_end_at_midnight_for_joining_and_leaving(factory: sessionmaker[Session]) -> None:
+    """Someone who confirms at the very end of a week counts in it; someone who leaves
+    then does not (the database's count and the one-by-one count agree on it)."""
+    from digest.store.db import transaction
+    from subscribers import service
+    from tests.conftest import add_categories
+
+    add_categories(factory, "Neurology")
+    sunday_midnight = dt.datetime(2026, 11, 16, tzinfo=dt.UTC)
+    with transaction(factory) as session:
+        for changed in (False, True):
+            prefix = "changed" if changed else "once"
+            came = service.add_subscriber(
+                session, f"{prefix}.came@example.org", ["neurology"], confirmed=True,
+                now=sunday_midnight,
+            )  # fmt: skip
+            went = service.add_subscriber(
+                session, f"{prefix}.went@example.org", ["neurology"], confirmed=True,
+                now=sunday_midnight - 2 * WEEK,
+            )  # fmt: skip
+            if changed:  # a second choice: read one by one
+                for reader in (came, went):
+                    service.set_categories(session, reader, ["neurology"], now=sunday_midnight)
+            service.unsubscribe(session, went, now=sunday_midnight)
+    with factory() as session:
+        weeks = health.topic_weeks(session, now=W48, weeks=4)
+    assert [w.isoformat() for w in weeks.weeks] == [
+        "2026-11-02", "2026-11-09", "2026-11-16", "2026-11-23",
+    ]  # fmt: skip
+    # the two who left count in the week of 2 November only, the two who came from the
+    # week of 9 November on
+    assert weeks.counts == {"Neurology": (2, 2, 2, 2)}
+
+
+def test_an_import_refused_for_bad_rows_is_not_recorded(
+    factory: sessionmaker[Session], tmp_path: Path
+) -> None:
+    from subscribers.importing import import_csv
+    from tests.conftest import add_categories
+
+    add_categories(factory, "Neurology")
+    bad = tmp_path / "bad.csv"
+    bad.write_text("email,categories\nok@example.org,neurology\nnot-an-address,neurology\n")
+    result = import_csv(factory, bad, now=W48)
+    assert result.invalid == 1 and not result.written
+    with factory() as session:
+        assert people.recent_imports(session) == []
+    import_csv(factory, bad, now=W48, skip_invalid=True, confirmed=True)
+    with factory() as session:
+        (record,) = people.recent_imports(session)
+    assert (record.source, record.confirmed, record.created, record.invalid) == (
+        "bad.csv", True, {"active": 1}, 1,
+    )  # fmt: skip
