@@ -54,7 +54,9 @@ def audit(browser) -> Iterator[Auditor]:  # type: ignore[no-untyped-def]
 
 def test_the_list_and_a_search_pass_axe(audit: Auditor, base: str) -> None:
     blocked: list[str] = []
-    audit.page.on("console", lambda m: blocked.append(m.text) if "Content Security Policy" in m.text else None)
+    audit.page.on(
+        "console", lambda m: blocked.append(m.text) if "Content Security Policy" in m.text else None
+    )
     audit.visit(base + "/admin/list/", "admin-list")
     page = audit.page
     page.get_by_label("Address or its beginning").fill("zoe@example.org")
@@ -73,7 +75,9 @@ def test_the_list_and_a_search_pass_axe(audit: Auditor, base: str) -> None:
 
 def test_each_chart_page_passes_axe(audit: Auditor, base: str) -> None:
     blocked: list[str] = []
-    audit.page.on("console", lambda m: blocked.append(m.text) if "Content Security Policy" in m.text else None)
+    audit.page.on(
+        "console", lambda m: blocked.append(m.text) if "Content Security Policy" in m.text else None
+    )
     audit.visit(base + "/admin/health/", "admin-health")
     for name in ("topics", "editions", "speed"):
         audit.visit(f"{base}/admin/health/{name}", f"admin-health-{name}")

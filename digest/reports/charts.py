@@ -130,6 +130,11 @@ def _chart(
         value_formatter=(lambda v: f"{v:.2f} %") if percent else (lambda v: f"{v:g}"),
     )
     chart.x_labels = list(x_labels)
+    counted = [v for item in series for v in item.values if v is not None]
+    if not percent and counted and all(float(v).is_integer() for v in counted):
+        top = int(max(counted))
+        if top < 10:  # people and messages come whole: no 0.2 of a reader on the axis
+            chart.y_labels = list(range(top + 1))
     return chart
 
 

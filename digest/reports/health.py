@@ -95,7 +95,8 @@ class TopicWeeks:
 
 def topic_weeks(session: Session, *, now: dt.datetime, weeks: int = WEEKS) -> TopicWeeks:
     """Readers per topic at the end of the last ``weeks`` weeks up to ``now`` (the week
-    in progress ends at ``now``), weeks starting on Monday, in UTC."""
+    in progress ends at ``now``), weeks starting on Monday, in UTC; weeks before the
+    first reader counted are left out (two weeks are always shown)."""
     today = now.astimezone(dt.UTC)
     monday = (today - dt.timedelta(days=today.weekday())).date()
     starts = [monday - dt.timedelta(weeks=n) for n in range(weeks - 1, -1, -1)]
@@ -134,7 +135,15 @@ def topic_weeks(session: Session, *, now: dt.datetime, weeks: int = WEEKS) -> To
                 counts[topic][index] += 1
                 counts[topic][index + 1] -= 1
     totals = {name: tuple(itertools.accumulate(values[:-1])) for name, values in counts.items()}
-    return TopicWeeks(weeks=tuple(starts), topics=tuple(totals), counts=totals)
+    # weeks before anyone counted say nothing: the list starts with its first reader
+    empty = [not any(values[i] for values in totals.values()) for i in range(len(starts))]
+    skip = min(empty.index(False) if False in empty else len(starts), len(starts) - 2)
+    skip = max(skip, 0)
+    return TopicWeeks(
+        weeks=tuple(starts[skip:]),
+        topics=tuple(totals),
+        counts={name: values[skip:] for name, values in totals.items()},
+    )
 
 
 def _week_index(column: Any, ends: list[dt.datetime]) -> Any:
