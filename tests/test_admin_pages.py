@@ -134,6 +134,9 @@ def test_short_or_odd_searches_are_refused_with_a_reason(client: FlaskClient, ap
         status, page = post(client, app, "/admin/list/search", address=typed)
         assert status == 400 and why in page
         assert addresses_in(page) == set()
+    # what was typed comes back escaped
+    status, page = post(client, app, "/admin/list/search", address="<b>zoe</b>@example.org")
+    assert status == 200 and "&lt;b&gt;zoe&lt;/b&gt;@example.org" in page and "<b>zoe" not in page
     status, page = post(client, app, "/admin/list/search", address="%@%")
     assert status == 200 and "Nobody found" in page and addresses_in(page) == set()
 

@@ -54,7 +54,8 @@ def topics(draw: bool) -> Chart:
     notes = (
         "Derived, not stored: no weekly count is kept. A reader counts for a topic at the end "
         "of a week when they had confirmed by then, had not left (unsubscribed, bounced or "
-        "complained), and their latest choice of topics up to then includes it.",
+        "complained), and their topics then include it: for someone who changed topics, their "
+        "latest choice up to then; for someone who chose once, their topics now.",
         "People erased since are not counted in any week; someone who left and came back "
         "counts from their first confirmation.",
     )
