@@ -76,6 +76,9 @@ def import_csv(
             if dry_run or (result.invalid and not skip_invalid):
                 session.rollback()
             else:
+                service.record_import(
+                    session, result, source=path.name, confirmed=confirmed, now=now
+                )
                 session.commit()
                 result.written = True
         except DataError as exc:

@@ -193,3 +193,28 @@ def _hash_new_token(_: Mapper[Any], connection: Connection, subscriber: Subscrib
 def _hash_changed_token(_: Mapper[Any], connection: Connection, subscriber: Subscriber) -> None:
     if inspect(subscriber).attrs.token.history.has_changes():
         subscriber.token_hash = token_digest(token_key_of(connection), subscriber.token)
+
+
+class ImportRecord(Base):
+    """One CSV import that was written (``digest subscribers import``): when, which file
+    (its name only) and what it did. A dry run or an import refused for bad rows wrote
+    nothing and is not recorded. Written only by :func:`subscribers.service.record_import`,
+    in the import's own transaction; the admin console lists the latest ones."""
+
+    __tablename__ = "imports"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), index=True)
+    #: The file's name, without its folder (at most 200 characters).
+    source: Mapped[str] = mapped_column(String(200))
+    #: The admin vouched for everyone's consent (``--confirmed``): new people are active.
+    confirmed: Mapped[bool]
+    rows: Mapped[int]
+    #: New subscribers by status: ``{"active": n, "pending": n, ...}``.
+    created: Mapped[dict[str, int]] = mapped_column(JSON)
+    merged: Mapped[int]
+    unchanged: Mapped[int]
+    duplicates: Mapped[int]
+    kept_out: Mapped[int]
+    #: Bad rows left out (``--skip-invalid``).
+    invalid: Mapped[int]
