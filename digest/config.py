@@ -164,6 +164,14 @@ class Settings:
         "100\nmessages, so after a crash about that many (at most a batch) may go out twice, "
         "with\ntheir original Message-ID.",
     )  # fmt: skip
+    send_lease_seconds: float = setting(
+        600.0, v.number(1, 86400),
+        "how long a sender's hold on an edition lasts unless renewed (renewed every tenth "
+        "of it, at most every 10 s)", commented=True,
+        note="A sender proves it still holds its edition every tenth of this (at most every "
+        "10 s) and stops\nbefore its next message when it cannot; a new sender waits three "
+        "of those intervals\nbefore taking over rows a live one may still hold.",
+    )  # fmt: skip
     send_day: str = setting(
         "mon", v.one_of(*WEEKDAYS), "the weekday the edition goes out, in `timezone`",
         heading="When the weekly edition goes out (python scheduler.py, or cron with `digest "

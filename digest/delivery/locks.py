@@ -7,6 +7,10 @@ On PostgreSQL, extra worker processes (``--workers``, ``digest send --worker``) 
 shared advisory lock while they send: rows they have claimed are ``sending`` without any
 crash, so the sender requeues ``sending`` rows only while it holds that lock exclusively
 (:func:`no_workers`). PostgreSQL drops a killed process's locks with its connection.
+
+A sender must not go on once it can no longer prove it holds the edition (a lease not
+renewed in time, a lock session ended by a pooler restart or ``pg_terminate_backend``):
+:meth:`SendLock.holds` says so, from a heartbeat thread's proofs.
 """
 
 from __future__ import annotations
@@ -16,18 +20,21 @@ import hashlib
 import os
 import secrets
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import TracebackType
 
-from sqlalchemy import Connection, Engine, select, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Connection, Engine, select, text, update
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from digest.store.db import session_factory, utcnow
 from digest.store.models import EditionLock
 
 LEASE = dt.timedelta(minutes=10)
+#: The longest interval between two proofs that a sender still holds its edition (s).
+HEARTBEAT = 10.0
 
 
 def this_process() -> str:
@@ -92,37 +99,96 @@ def working_on(engine: Engine, key: str) -> Iterator[None]:
 
 
 class SendLock:
-    """``with SendLock(engine, key) as lock: if lock.acquired: ...``"""
+    """``with SendLock(engine, key) as lock: if lock.acquired: ...``
+
+    While held, a heartbeat thread proves the hold every ``heartbeat`` seconds (a tenth of
+    the lease, at most 10 s), whatever the sending rate: on SQLite it renews the lease row
+    (only if it is still ours), on PostgreSQL it checks in ``pg_locks`` that the lock's
+    session still holds the advisory lock. :meth:`holds` (cheap: two reads) is False once
+    the hold cannot be proven: the lease row taken or not renewed within the lease less
+    two heartbeats, or the lock session gone or not checked for two heartbeats. A sender
+    asks it before each message and stops.
+
+    A new holder that takes the edition from a holder that may still be running (an
+    expired lease, a lock session that ended without releasing) learns it from
+    :attr:`previous_may_live` and waits :attr:`settle` seconds before touching the rows
+    left ``sending`` (the old sender notices within two heartbeats and records them).
+    """
 
     def __init__(
-        self, engine: Engine, key: str, *, holder: str | None = None, lease: dt.timedelta = LEASE
+        self,
+        engine: Engine,
+        key: str,
+        *,
+        holder: str | None = None,
+        lease: dt.timedelta = LEASE,
+        heartbeat: float | None = None,
     ) -> None:
         self.engine = engine
         self.key = key
         self.holder = holder or this_process()
         self.lease = lease
+        self.heartbeat = heartbeat or min(lease.total_seconds() / 10, HEARTBEAT)
         self.acquired = False
         self.other: str | None = None  # who holds it, when we could not get it
+        #: a previous holder did not release it and may still be running (see settle)
+        self.previous_may_live = False
+        self.lost: str | None = None  # why the hold was lost, once it is
         self._conn: Connection | None = None
-        self._renewed = 0.0  # time.monotonic() of the last write of the lease
+        self._valid_until = 0.0  # time.monotonic() until which the hold is proven
+        self._stop = threading.Event()
+        self._beat: threading.Thread | None = None
 
     @property
     def _postgres(self) -> bool:
         return self.engine.dialect.name == "postgresql"
 
+    @property
+    def settle(self) -> float:
+        """Seconds a new holder waits for a possibly live previous one to notice and stop:
+        longer than that one's proof lasts (two heartbeats) by one more."""
+        return 3 * self.heartbeat
+
     def acquire(self) -> bool:
+        started = time.monotonic()
         if self._postgres:
-            self._conn = self.engine.connect()
-            got = self._conn.scalar(
-                text("SELECT pg_try_advisory_lock(:id)"), {"id": _advisory_id(self.key)}
+            got = self._acquire_advisory()
+        else:
+            got = self._acquire_lease()
+        if got:
+            self.acquired = True
+            self._valid_until = started + self._proof()
+            self._stop.clear()
+            self._beat = threading.Thread(
+                target=self._heartbeat, name=f"digest-lock-{self.key}", daemon=True
             )
-            self._conn.commit()
-            if not got:
-                self._conn.close()
-                self._conn = None
-                self.other = "another process"
-            self.acquired = bool(got)
-            return self.acquired
+            self._beat.start()
+        return got
+
+    def _acquire_advisory(self) -> bool:
+        self._conn = self.engine.connect()
+        got = self._conn.scalar(
+            text("SELECT pg_try_advisory_lock(:id)"), {"id": _advisory_id(self.key)}
+        )
+        self._conn.commit()
+        if not got:
+            self._conn.close()
+            self._conn = None
+            self.other = "another process"
+            return False
+        # who held it before: a row left behind names a holder that did not release it
+        with session_factory(self.engine).begin() as session:
+            row = session.get(EditionLock, self.key)
+            if row is not None:
+                self.previous_may_live = not _holder_is_dead(row.holder)
+                session.delete(row)
+                session.flush()
+            session.add(
+                EditionLock(edition_key=self.key, holder=self.holder, expires_at=utcnow())
+            )
+        return True
+
+    def _acquire_lease(self) -> bool:
         factory = session_factory(self.engine)
         now = utcnow()
         try:
@@ -134,11 +200,10 @@ class SendLock:
                             edition_key=self.key, holder=self.holder, expires_at=now + self.lease
                         )
                     )
-                elif (
-                    row.holder == self.holder
-                    or row.expires_at <= now
-                    or _holder_is_dead(row.holder)
-                ):
+                elif row.holder == self.holder:
+                    row.expires_at = now + self.lease
+                elif row.expires_at <= now or _holder_is_dead(row.holder):
+                    self.previous_may_live = not _holder_is_dead(row.holder)
                     row.holder, row.expires_at = self.holder, now + self.lease
                 else:
                     self.other = row.holder
@@ -146,35 +211,83 @@ class SendLock:
         except IntegrityError:  # another process inserted the row a moment ago
             self.other = "another process"
             return False
-        self.acquired = True
-        self._renewed = time.monotonic()
         return True
 
+    def _proof(self) -> float:
+        """How long a successful renewal (SQLite) or check (PostgreSQL) proves the hold."""
+        if self._postgres:
+            return 2 * self.heartbeat
+        return self.lease.total_seconds() - 2 * self.heartbeat
+
+    def holds(self) -> bool:
+        """Whether this sender can still prove it holds the edition (call before each
+        message: two reads, no I/O)."""
+        return self.lost is None and time.monotonic() < self._valid_until
+
+    def _heartbeat(self) -> None:
+        while not self._stop.wait(self.heartbeat):
+            started = time.monotonic()
+            try:
+                held = self._check_advisory() if self._postgres else self._renew_lease()
+            except Exception as exc:  # the proof fails; on PostgreSQL the session is gone
+                if self._postgres:
+                    self.lost = f"its lock session ended ({type(exc).__name__})"
+                    return
+                continue  # SQLite busy: the proof runs out unless a later renewal works
+            if not held:
+                self.lost = (
+                    "its lock session no longer holds the lock"
+                    if self._postgres
+                    else "its lease was taken over"
+                )
+                return
+            self._valid_until = started + self._proof()
+
+    def _renew_lease(self) -> bool:
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                update(EditionLock)
+                .where(EditionLock.edition_key == self.key, EditionLock.holder == self.holder)
+                .values(expires_at=utcnow() + self.lease)
+            )
+            return bool(getattr(result, "rowcount", 0))
+
+    def _check_advisory(self) -> bool:
+        assert self._conn is not None
+        key = _advisory_id(self.key) & 0xFFFF_FFFF_FFFF_FFFF
+        held = self._conn.scalar(
+            text(
+                "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                " AND pid = pg_backend_pid() AND classid::bigint = :hi"
+                " AND objid::bigint = :lo AND objsubid = 1)"
+            ),
+            {"hi": key >> 32, "lo": key & 0xFFFF_FFFF},
+        )
+        self._conn.commit()
+        return bool(held)
+
     def renew(self) -> None:
-        """Extend the lease (SQLite); call it between batches. It is written at most once
-        every twentieth of the lease (30 s by default), not once per batch."""
-        if not self.acquired or self._postgres:
-            return
-        if time.monotonic() - self._renewed < self.lease.total_seconds() / 20:
-            return
-        self._renewed = time.monotonic()
-        with session_factory(self.engine).begin() as session:
-            row = session.get(EditionLock, self.key)
-            if row is not None and row.holder == self.holder:
-                row.expires_at = utcnow() + self.lease
+        """Kept for callers between batches: the heartbeat thread renews the lease now."""
 
     def release(self) -> None:
         if not self.acquired:
             return
         self.acquired = False
+        self._stop.set()
+        if self._beat is not None:
+            self._beat.join()
+            self._beat = None
         if self._conn is not None:
-            self._conn.execute(
-                text("SELECT pg_advisory_unlock(:id)"), {"id": _advisory_id(self.key)}
-            )
-            self._conn.commit()
-            self._conn.close()
-            self._conn = None
-            return
+            try:
+                self._conn.execute(
+                    text("SELECT pg_advisory_unlock(:id)"), {"id": _advisory_id(self.key)}
+                )
+                self._conn.commit()
+            except DBAPIError:  # the session is gone, and the lock with it
+                pass
+            finally:
+                self._conn.close()
+                self._conn = None
         with session_factory(self.engine).begin() as session:
             row = session.get(EditionLock, self.key)
             if row is not None and row.holder == self.holder:
