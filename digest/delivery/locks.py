@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from types import TracebackType
 
 from sqlalchemy import Connection, Engine, select, text, update
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from digest.store.db import session_factory, utcnow
 from digest.store.models import EditionLock
@@ -278,16 +278,14 @@ class SendLock:
             self._beat.join()
             self._beat = None
         if self._conn is not None:
+            conn, self._conn = self._conn, None
             try:
-                self._conn.execute(
-                    text("SELECT pg_advisory_unlock(:id)"), {"id": _advisory_id(self.key)}
-                )
-                self._conn.commit()
-            except DBAPIError:  # the session is gone, and the lock with it
-                pass
+                conn.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": _advisory_id(self.key)})
+                conn.commit()
+            except SQLAlchemyError:  # the session is gone, and the lock with it
+                conn.invalidate()
             finally:
-                self._conn.close()
-                self._conn = None
+                conn.close()
         with session_factory(self.engine).begin() as session:
             row = session.get(EditionLock, self.key)
             if row is not None and row.holder == self.holder:
