@@ -4,8 +4,9 @@ mark that survives a deferral."""
 from __future__ import annotations
 
 import datetime as dt
-import os
+import json
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -16,7 +17,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest.config import Settings, parse_smtp_url
-from digest.delivery.journal import read_journals, resolve
+from digest.delivery.journal import database_tag, read_journals, resolve
 from digest.edition.run import run_edition
 from digest.mail.transports import SmtpTransport
 from digest.store.models import Delivery, DeliveryStatus, Edition, EditionStatus
@@ -60,11 +61,8 @@ def test_a_journal_outlives_kill_9_and_says_what_was_on_the_wire(tmp_path: Path)
 
 
 def test_a_journal_from_before_a_restart_is_not_trusted(tmp_path: Path) -> None:
-    path = tmp_path / "x.journal"
-    from digest.delivery.journal import database_tag
-
     path = tmp_path / f"{database_tag(DATABASE)}.2026-W49.abc.journal"
-    header = '{"host": "%s", "pid": 1, "boot": "an-earlier-boot"}' % os.uname().nodename
+    header = json.dumps({"host": socket.gethostname(), "pid": 1, "boot": "an-earlier-boot"})
     path.write_text(f"H {header}\nC 7,8\n")
     found = read_journals(tmp_path, DATABASE, "2026-W49")
     assert [j.trusted for j in found] == [False]

@@ -244,8 +244,11 @@ def _apply(journal: Found, line: str) -> None:
         journal.states[int(rest)] = ON_WIRE
     elif kind == "O":
         row = _decode(rest)
-        journal.states[int(row["id"])] = OUTCOME
-        journal.rows[int(row["id"])] = row
+        delivery_id = row["id"]
+        if not isinstance(delivery_id, int):
+            raise ValueError("an outcome without an id")
+        journal.states[delivery_id] = OUTCOME
+        journal.rows[delivery_id] = row
 
 
 def _alive(path: Path, pid: object) -> bool:

@@ -151,10 +151,7 @@ class SendLock:
 
     def acquire(self) -> bool:
         started = time.monotonic()
-        if self._postgres:
-            got = self._acquire_advisory()
-        else:
-            got = self._acquire_lease()
+        got = self._acquire_advisory() if self._postgres else self._acquire_lease()
         if got:
             self.acquired = True
             self._valid_until = started + self._proof()
@@ -183,9 +180,7 @@ class SendLock:
                 self.previous_may_live = not _holder_is_dead(row.holder)
                 session.delete(row)
                 session.flush()
-            session.add(
-                EditionLock(edition_key=self.key, holder=self.holder, expires_at=utcnow())
-            )
+            session.add(EditionLock(edition_key=self.key, holder=self.holder, expires_at=utcnow()))
         return True
 
     def _acquire_lease(self) -> bool:
