@@ -17,7 +17,7 @@ from sqlalchemy import Engine, func, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest.config import STARTER_CONFIG
-from digest.delivery.locks import _advisory_id
+from digest.delivery.locks import SendLock, _advisory_id
 from digest.store.db import make_engine, session_factory, transaction
 from digest.store.models import Delivery, Edition, EditionLock
 from subscribers import service
@@ -78,6 +78,20 @@ def _each_reader_once(smtp: SmtpServer, factory: sessionmaker[Session]) -> None:
             select(Delivery.status, func.count()).group_by(Delivery.status)
         ).all()
     assert dict(statuses) == {"sent": READERS}
+
+
+def _terminate_lock_session(engine: Engine, key: str) -> int:
+    """End the PostgreSQL session holding edition ``key``'s advisory lock."""
+    unsigned = _advisory_id(key) & 0xFFFF_FFFF_FFFF_FFFF
+    with engine.begin() as conn:
+        ended = conn.scalar(
+            text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE locktype ="
+                " 'advisory' AND classid::bigint = :hi AND objid::bigint = :lo"
+            ),
+            {"hi": unsigned >> 32, "lo": unsigned & 0xFFFF_FFFF},
+        )
+    return int(ended or 0)
 
 
 @pytest.fixture
@@ -147,20 +161,32 @@ def test_a_sender_whose_lock_session_is_terminated_stops_before_a_second_sends(
     first = _send(config)
     _wait_for(smtp_server, 3, first)
     with factory() as session:
-        key = _advisory_id(session.scalars(select(Edition.key)).one())
-    unsigned = key & 0xFFFF_FFFF_FFFF_FFFF
-    with engine.begin() as conn:  # a pooler restart or a network blip does the same
-        ended = conn.scalar(
-            text(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE locktype ="
-                " 'advisory' AND classid::bigint = :hi AND objid::bigint = :lo"
-            ),
-            {"hi": unsigned >> 32, "lo": unsigned & 0xFFFF_FFFF},
-        )
-    assert ended == 1
+        key = session.scalars(select(Edition.key)).one()
+    # a pooler restart or a network blip does the same
+    assert _terminate_lock_session(engine, key) == 1
     second = _send(config)  # started at once, while the first may still be sending
     out_second = second.communicate(timeout=90)[0]
     out_first = first.communicate(timeout=30)[0]
     assert first.returncode == 1 and "Error: lost the send lock of edition" in out_first
     assert second.returncode == 0, out_second
     _each_reader_once(smtp_server, factory)
+
+
+def test_the_hold_is_proven_while_held_and_lost_soon_after_it_is_taken(engine: Engine) -> None:
+    """In one process, on both databases: renewed (SQLite) or checked (PostgreSQL) every
+    heartbeat; taken over or its session ended, ``holds()`` turns False within two."""
+    lock = SendLock(engine, "2026-W49", lease=dt.timedelta(seconds=1), heartbeat=0.1)
+    assert lock.acquire() and lock.holds()
+    time.sleep(1.5)  # longer than the lease: still held, it was renewed meanwhile
+    assert lock.holds() and lock.lost is None
+    if engine.dialect.name == "postgresql":
+        assert _terminate_lock_session(engine, "2026-W49") == 1
+    else:
+        with engine.begin() as conn:
+            conn.execute(update(EditionLock).values(holder="elsewhere:1:cafe"))
+    deadline = time.monotonic() + 0.4
+    while lock.holds():
+        assert time.monotonic() < deadline, "still claims the edition"
+        time.sleep(0.01)
+    assert lock.lost is not None
+    lock.release()  # also when the session is gone

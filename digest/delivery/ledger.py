@@ -84,15 +84,6 @@ def in_flight(session: Session, edition_id: int) -> list[int]:
     )
 
 
-def recover_in_flight(factory: sessionmaker[Session], edition_id: int) -> int:
-    """Requeue every row left ``sending`` with the in-flight mark (what nothing is known
-    about may have gone out); returns how many. Call it only while holding the edition's
-    send lock with no worker running."""
-    with factory() as session:
-        ids = in_flight(session, edition_id)
-    return resolve_in_flight(factory, edition_id, outcomes=[], resend=ids, unsent=[])
-
-
 def resolve_in_flight(
     factory: sessionmaker[Session],
     edition_id: int,
