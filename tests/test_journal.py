@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -83,9 +84,11 @@ def two_readers(factory: sessionmaker[Session]) -> None:
 def test_the_in_flight_mark_survives_a_deferral(
     db_settings: Settings, engine, factory: sessionmaker[Session], smtp_server: SmtpServer
 ) -> None:
+    settings = replace(db_settings, send_lease_seconds=1.0)  # a short wait for the unknown
+
     def send() -> object:
         with SmtpTransport(parse_smtp_url(smtp_server.url)) as transport:
-            return run_edition(db_settings, transport, now=NOW, engine=engine, retry_delays=[])
+            return run_edition(settings, transport, now=NOW, engine=engine, retry_delays=[])
 
     send()
     with factory.begin() as session:  # a crash with both on the wire, on another machine

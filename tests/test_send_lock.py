@@ -17,7 +17,7 @@ from sqlalchemy import Engine, func, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest.config import STARTER_CONFIG
-from digest.delivery.locks import SendLock, _advisory_id
+from digest.delivery.locks import SendLock, _advisory_id, working_on
 from digest.store.db import make_engine, session_factory, transaction
 from digest.store.models import Delivery, Edition, EditionLock
 from subscribers import service
@@ -190,3 +190,27 @@ def test_the_hold_is_proven_while_held_and_lost_soon_after_it_is_taken(engine: E
         time.sleep(0.01)
     assert lock.lost is not None
     lock.release()  # also when the session is gone
+
+
+@pytest.mark.postgres
+def test_a_worker_whose_shared_lock_session_ends_can_tell(engine: Engine) -> None:
+    """A run started then would take the worker's rows for a crash's: the worker sees it
+    lost its lock within two heartbeats (and its sender stops before the next message)."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("worker processes share an edition through PostgreSQL")
+    with working_on(engine, "2026-W49", heartbeat=0.1) as holds:
+        time.sleep(0.3)
+        assert holds()
+        unsigned = _advisory_id("2026-W49", "workers") & 0xFFFF_FFFF_FFFF_FFFF
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype ="
+                    " 'advisory' AND classid::bigint = :hi AND objid::bigint = :lo"
+                ),
+                {"hi": unsigned >> 32, "lo": unsigned & 0xFFFF_FFFF},
+            )
+        deadline = time.monotonic() + 0.4
+        while holds():
+            assert time.monotonic() < deadline, "the worker still thinks it holds the edition"
+            time.sleep(0.01)

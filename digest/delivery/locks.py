@@ -22,7 +22,7 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import TracebackType
 
@@ -57,9 +57,77 @@ def _holder_is_dead(holder: str) -> bool:
     return False
 
 
+def heartbeat_for(lease: dt.timedelta) -> float:
+    """Seconds between two proofs of a hold: a tenth of the lease, at most HEARTBEAT."""
+    return min(lease.total_seconds() / 10, HEARTBEAT)
+
+
 def _advisory_id(key: str, purpose: str = "edition") -> int:
     digest = hashlib.sha256(f"digest-{purpose}:{key}".encode()).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def _advisory_held(conn: Connection, lock_id: int) -> bool:
+    """Whether ``conn``'s own session holds advisory lock ``lock_id`` (raises when the
+    session is gone)."""
+    key = lock_id & 0xFFFF_FFFF_FFFF_FFFF
+    held = conn.scalar(
+        text(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted"
+            " AND pid = pg_backend_pid() AND classid::bigint = :hi"
+            " AND objid::bigint = :lo AND objsubid = 1)"
+        ),
+        {"hi": key >> 32, "lo": key & 0xFFFF_FFFF},
+    )
+    conn.commit()
+    return bool(held)
+
+
+class Heartbeat:
+    """A thread proving a hold every ``interval`` seconds with ``check`` (True: held;
+    False: lost for good; an exception: lost for good when ``errors_lose``, else merely
+    not proven this time). :meth:`holds` is True while the last proof, started at most
+    ``proof`` seconds ago, stands and nothing was lost."""
+
+    def __init__(
+        self, check: Callable[[], bool], interval: float, proof: float, *, errors_lose: bool
+    ) -> None:
+        self.check, self.interval, self.proof = check, interval, proof
+        self.errors_lose = errors_lose
+        self.lost: str | None = None
+        self._valid_until = 0.0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self, proven_at: float) -> None:
+        self._valid_until = proven_at + self.proof
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="digest-lock", daemon=True)
+        self._thread.start()
+
+    def holds(self) -> bool:
+        return self.lost is None and time.monotonic() < self._valid_until
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            started = time.monotonic()
+            try:
+                held = self.check()
+            except Exception as exc:
+                if self.errors_lose:
+                    self.lost = f"its lock session ended ({type(exc).__name__})"
+                    return
+                continue  # e.g. SQLite busy: the proof runs out unless a later one works
+            if not held:
+                self.lost = "it no longer holds the lock"
+                return
+            self._valid_until = started + self.proof
 
 
 @contextmanager
@@ -82,20 +150,32 @@ def no_workers(engine: Engine, key: str) -> Iterator[bool]:
 
 
 @contextmanager
-def working_on(engine: Engine, key: str) -> Iterator[None]:
-    """Held by a worker process for as long as it sends edition ``key`` (PostgreSQL)."""
+def working_on(
+    engine: Engine, key: str, heartbeat: float = HEARTBEAT
+) -> Iterator[Callable[[], bool]]:
+    """Held by a worker process for as long as it sends edition ``key`` (PostgreSQL);
+    yields ``holds()``, False once the lock's session is gone (a run started then would
+    take the worker's rows for a crash's: the worker must stop)."""
     if engine.dialect.name != "postgresql":
-        yield
+        yield lambda: True
         return
-    lock = {"id": _advisory_id(key, "workers")}
+    lock_id = _advisory_id(key, "workers")
     with engine.connect() as conn:
-        conn.execute(text("SELECT pg_advisory_lock_shared(:id)"), lock)
+        conn.execute(text("SELECT pg_advisory_lock_shared(:id)"), {"id": lock_id})
         conn.commit()
+        beat = Heartbeat(
+            lambda: _advisory_held(conn, lock_id), heartbeat, 2 * heartbeat, errors_lose=True
+        )
+        beat.start(time.monotonic())
         try:
-            yield
+            yield beat.holds
         finally:
-            conn.execute(text("SELECT pg_advisory_unlock_shared(:id)"), lock)
-            conn.commit()
+            beat.stop()
+            try:
+                conn.execute(text("SELECT pg_advisory_unlock_shared(:id)"), {"id": lock_id})
+                conn.commit()
+            except SQLAlchemyError:  # the session is gone, and the lock with it
+                conn.invalidate()
 
 
 class SendLock:
@@ -128,16 +208,18 @@ class SendLock:
         self.key = key
         self.holder = holder or this_process()
         self.lease = lease
-        self.heartbeat = heartbeat or min(lease.total_seconds() / 10, HEARTBEAT)
+        self.heartbeat = heartbeat or heartbeat_for(lease)
         self.acquired = False
         self.other: str | None = None  # who holds it, when we could not get it
         #: a previous holder did not release it and may still be running (see settle)
         self.previous_may_live = False
-        self.lost: str | None = None  # why the hold was lost, once it is
         self._conn: Connection | None = None
-        self._valid_until = 0.0  # time.monotonic() until which the hold is proven
-        self._stop = threading.Event()
-        self._beat: threading.Thread | None = None
+        self._beat = Heartbeat(
+            self._check_advisory if self._postgres else self._renew_lease,
+            self.heartbeat,
+            2 * self.heartbeat if self._postgres else lease.total_seconds() - 2 * self.heartbeat,
+            errors_lose=self._postgres,
+        )
 
     @property
     def _postgres(self) -> bool:
@@ -154,12 +236,7 @@ class SendLock:
         got = self._acquire_advisory() if self._postgres else self._acquire_lease()
         if got:
             self.acquired = True
-            self._valid_until = started + self._proof()
-            self._stop.clear()
-            self._beat = threading.Thread(
-                target=self._heartbeat, name=f"digest-lock-{self.key}", daemon=True
-            )
-            self._beat.start()
+            self._beat.start(started)
         return got
 
     def _acquire_advisory(self) -> bool:
@@ -208,35 +285,15 @@ class SendLock:
             return False
         return True
 
-    def _proof(self) -> float:
-        """How long a successful renewal (SQLite) or check (PostgreSQL) proves the hold."""
-        if self._postgres:
-            return 2 * self.heartbeat
-        return self.lease.total_seconds() - 2 * self.heartbeat
+    @property
+    def lost(self) -> str | None:
+        """Why the hold was lost, once it is."""
+        return self._beat.lost
 
     def holds(self) -> bool:
         """Whether this sender can still prove it holds the edition (call before each
         message: two reads, no I/O)."""
-        return self.lost is None and time.monotonic() < self._valid_until
-
-    def _heartbeat(self) -> None:
-        while not self._stop.wait(self.heartbeat):
-            started = time.monotonic()
-            try:
-                held = self._check_advisory() if self._postgres else self._renew_lease()
-            except Exception as exc:  # the proof fails; on PostgreSQL the session is gone
-                if self._postgres:
-                    self.lost = f"its lock session ended ({type(exc).__name__})"
-                    return
-                continue  # SQLite busy: the proof runs out unless a later renewal works
-            if not held:
-                self.lost = (
-                    "its lock session no longer holds the lock"
-                    if self._postgres
-                    else "its lease was taken over"
-                )
-                return
-            self._valid_until = started + self._proof()
+        return self._beat.holds()
 
     def _renew_lease(self) -> bool:
         with self.engine.begin() as conn:
@@ -249,17 +306,7 @@ class SendLock:
 
     def _check_advisory(self) -> bool:
         assert self._conn is not None
-        key = _advisory_id(self.key) & 0xFFFF_FFFF_FFFF_FFFF
-        held = self._conn.scalar(
-            text(
-                "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted"
-                " AND pid = pg_backend_pid() AND classid::bigint = :hi"
-                " AND objid::bigint = :lo AND objsubid = 1)"
-            ),
-            {"hi": key >> 32, "lo": key & 0xFFFF_FFFF},
-        )
-        self._conn.commit()
-        return bool(held)
+        return _advisory_held(self._conn, _advisory_id(self.key))
 
     def renew(self) -> None:
         """Kept for callers between batches: the heartbeat thread renews the lease now."""
@@ -268,10 +315,7 @@ class SendLock:
         if not self.acquired:
             return
         self.acquired = False
-        self._stop.set()
-        if self._beat is not None:
-            self._beat.join()
-            self._beat = None
+        self._beat.stop()
         if self._conn is not None:
             conn, self._conn = self._conn, None
             try:

@@ -3,9 +3,10 @@
 Called at the start of a run, under the edition's send lock and with no worker process
 sending (so every ``sending`` row belongs to a sender that is gone or going). When the
 previous holder may still be running (its lease ran out, or its lock session ended while
-it lived), it has up to two heartbeats to notice and stop: the rows are settled only
-after :attr:`SendLock.settle` seconds, and after the journals of senders still alive stop
-holding any of them (or ten heartbeats at most).
+it lived), or a row's sender cannot be seen from here (a worker on another machine whose
+lock session ended), that sender has up to two heartbeats to notice and stop: the rows are
+settled only after :attr:`SendLock.settle` seconds, and after the journals of senders still
+alive stop holding any of them (or ten heartbeats at most).
 """
 
 from __future__ import annotations
@@ -43,7 +44,11 @@ def settle_in_flight(
     """Resolve every row left ``sending`` (see :func:`digest.delivery.journal.resolve`),
     then delete the journals of senders that are gone."""
     sending, found = _look(factory, edition_id, key, folder, database_url)
-    if sending and lock is not None and (lock.previous_may_live or _held(sending, found)):
+    if (
+        sending
+        and lock is not None
+        and (lock.previous_may_live or _held(sending, found) or _unknown(sending, found))
+    ):
         sleep(lock.settle)  # the old holder notices within two heartbeats, then records
         sending, found = _look(factory, edition_id, key, folder, database_url)
         for _ in range(7):  # up to ten heartbeats in all while a live one still holds rows
@@ -72,6 +77,16 @@ def _look(
     with factory() as session:
         sending = ledger.in_flight(session, edition_id)
     return sending, journal.read_journals(folder, database_url, key)
+
+
+def _unknown(sending: Sequence[int], found: Sequence[journal.Found]) -> bool:
+    """Whether a row left ``sending`` is in no journal this machine trusts: its sender
+    ran elsewhere (a worker on another machine) and may still be sending it."""
+    known: set[int] = set()
+    for j in found:
+        if j.trusted:
+            known.update(j.states)
+    return not known.issuperset(sending)
 
 
 def _held(sending: Sequence[int], found: Sequence[journal.Found]) -> bool:

@@ -21,7 +21,7 @@ from sqlalchemy import Engine, select
 from digest.config import Settings
 from digest.delivery.journal import FileJournal, journal_folder
 from digest.delivery.limits import limiter_for
-from digest.delivery.locks import working_on
+from digest.delivery.locks import heartbeat_for, working_on
 from digest.delivery.sender import Sender, Tally
 from digest.delivery.transport import make_transport
 from digest.edition.passes import Progress, SendOptions, prepare, send_passes
@@ -153,12 +153,23 @@ def work_on_edition(
     journal = FileJournal(journal_folder(database, settings.config_path), database, key)
     recorded = False
     try:
-        with working_on(engine, key):  # from before its first claim to after its last
+        lease = dt.timedelta(seconds=settings.send_lease_seconds)
+        # from before its first claim to after its last; stops when the lock is gone
+        with working_on(engine, key, heartbeat_for(lease)) as holds:
             outbound, total = prepare(factory, settings, edition, now=now)
             limiter = limiter_for(settings, engine)
-            with Sender(factory, transport, outbound, limiter, journal=journal) as sender:
+            with Sender(
+                factory, transport, outbound, limiter, journal=journal, holds=holds
+            ) as sender:
                 report.stopped = send_passes(
-                    factory, settings, edition.id, sender, options, total, journal=journal
+                    factory,
+                    settings,
+                    edition.id,
+                    sender,
+                    options,
+                    total,
+                    journal=journal,
+                    holds=holds,
                 )
         recorded = True
     except DigestError:
