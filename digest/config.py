@@ -157,11 +157,18 @@ class Settings:
     )
     send_batch_size: int = setting(
         500, v.whole_number(1, 10_000),
-        "ledger rows claimed at a time (outcomes are recorded every 100; a crash can send at "
-        "most a batch twice)",
+        "ledger rows claimed at a time (a crash re-sends at most one message per connection)",
         note="How many ledger rows a sender claims at a time. Outcomes are recorded every "
-        "100\nmessages, so after a crash about that many (at most a batch) may go out twice, "
-        "with\ntheir original Message-ID.",
+        "100\nmessages and journaled at once, so after a crash at most one message per "
+        "connection\ngoes out twice, with its original Message-ID, and is counted.",
+    )  # fmt: skip
+    send_lease_seconds: float = setting(
+        600.0, v.number(1, 86400),
+        "how long a sender's hold on an edition lasts unless renewed (renewed every tenth "
+        "of it, at most every 10 s)", commented=True,
+        note="A sender proves it still holds its edition every tenth of this (at most every "
+        "10 s) and stops\nbefore its next message when it cannot; a new sender waits three "
+        "of those intervals\nbefore taking over rows a live one may still hold.",
     )  # fmt: skip
     send_day: str = setting(
         "mon", v.one_of(*WEEKDAYS), "the weekday the edition goes out, in `timezone`",

@@ -11,6 +11,7 @@ Everything the CLI reports as one clear line derives from :class:`DigestError`::
      ├── TransportError       the mail server or outbox cannot take messages
      │    └── TransportUnavailable   cannot connect at all: nothing was sent
      ├── EditionError         an edition that cannot be run as asked
+     ├── SendLockLost         a sender that can no longer prove it holds its edition
      ├── PreflightError       rendered digests that must not be sent (lists every problem)
      └── SubscriberError      a subscriber operation that cannot be done
 
@@ -69,6 +70,12 @@ class TransportUnavailable(TransportError):
 
 class EditionError(DigestError):
     """An edition cannot be run as asked."""
+
+
+class SendLockLost(DigestError):
+    """The sender can no longer prove it holds the edition's send lock (its SQLite lease
+    was not renewed in time, or its PostgreSQL lock session is gone): it stopped before its
+    next message, after recording what it had sent, so that two senders never overlap."""
 
 
 class PreflightError(DigestError):

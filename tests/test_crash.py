@@ -1,6 +1,12 @@
-"""Crash safety: ``kill -9`` a real ``digest send`` at random moments, then finish the
-edition. Every reader ends with exactly one ``sent`` row; a message re-sent after a crash
-is one that was in flight, and it carries its original Message-ID."""
+"""Crash safety: ``kill -9`` a real ``digest send`` at twelve random moments, resuming each
+time, then finish the edition. Every reader ends with exactly one ``sent`` row; each resume
+re-sends at most one message per SMTP connection (the one whose end of data was on the wire
+without a recorded reply), with its original Message-ID, and marks at least every message
+that reached a reader twice.
+
+Size: 2,000 readers in batches of 100 over 2 connections (20,000 readers took several
+minutes on a 2-core CI machine for the same checks: every kill lands within the first
+sends, so a larger edition adds only the final run's time)."""
 
 from __future__ import annotations
 
@@ -21,12 +27,15 @@ from sqlalchemy import func, select
 
 from digest.config import STARTER_CONFIG
 from digest.store import schema
-from digest.store.db import make_engine, session_factory
+from digest.store.db import make_engine, session_factory, transaction
 from digest.store.models import Delivery
-from tests.conftest import SmtpServer, add_categories, add_reader, add_summary
+from subscribers import service
+from subscribers.models import Subscriber
+from tests.conftest import SmtpServer, add_categories, add_summary
 
-READERS = 1000
-BATCH = 10
+READERS = 2000
+BATCH = 100
+CONNECTIONS = 2
 KILLS = 12
 
 
@@ -39,7 +48,7 @@ def digest_send(config: Path) -> subprocess.Popen[bytes]:
     )
 
 
-def test_kill_9_at_random_moments_never_loses_or_doubles_a_reader(
+def test_kill_9_at_random_moments_resends_only_what_was_on_the_wire(
     tmp_path: Path, smtp_server: SmtpServer
 ) -> None:
     config = tmp_path / "digest.toml"
@@ -47,7 +56,7 @@ def test_kill_9_at_random_moments_never_loses_or_doubles_a_reader(
         "transport": '"smtp"',
         "smtp_url": f'"{smtp_server.url}"',
         "send_batch_size": str(BATCH),
-        "smtp_connections": "1",
+        "smtp_connections": str(CONNECTIONS),
     }
     kept = [line for line in STARTER_CONFIG.splitlines() if line.split(" =")[0] not in chosen]
     config.write_text("\n".join(kept + [f"{k} = {v}" for k, v in chosen.items()]) + "\n")
@@ -57,36 +66,62 @@ def test_kill_9_at_random_moments_never_loses_or_doubles_a_reader(
     now = dt.datetime.now(dt.UTC)
     add_categories(factory, "Pharmacology")
     add_summary(factory, "A study", ["pharmacology"], now - dt.timedelta(days=1))
-    for i in range(READERS):
-        add_reader(factory, f"r{i:03d}@example.org", ["pharmacology"], joined=now)
+    with transaction(factory) as session:
+        for i in range(READERS):
+            service.add_subscriber(
+                session, f"r{i:04d}@example.org", ["pharmacology"], confirmed=True, now=now
+            )
 
-    rng = random.Random(20261127)
-    kills = 0
+    def marked() -> set[str]:
+        """Readers whose row carries the in-flight mark (counted as possibly twice)."""
+        with factory() as session:
+            return set(
+                session.scalars(
+                    select(Subscriber.email)
+                    .join(Delivery, Delivery.subscriber_id == Subscriber.id)
+                    .where(Delivery.possibly_duplicated)
+                )
+            )
+
+    rng = random.Random(20261204)
     received = smtp_server.handler.messages
-    for number in range(KILLS):
+    kills = 0
+    seen: set[str] = set()
+    marks: set[str] = set()
+    for number in range(KILLS + 1):
+        started_at = len(received)
         process = digest_send(config)
-        if number % 2:
-            # at a random moment of its first second or so: starting, planning, rendering
-            # or its first batches
+        if number == KILLS:  # the last run finishes the edition
+            output = process.communicate(timeout=300)[0].decode()
+            assert process.returncode == 0, output
+        elif number % 3 == 0:
+            # a random moment of its first second or so: start-up, resume, planning, render
             time.sleep(rng.uniform(0, 1.2))
         else:
-            # at a random moment while it sends: after 1 to 40 more messages arrive, plus
-            # up to 20 ms, which lands anywhere in claim, hand-over or record
-            target = len(received) + rng.randint(1, 40)
-            deadline = time.monotonic() + 30
+            # a random moment while it sends: after 1 to 60 more messages arrive, plus up to
+            # 20 ms, which lands anywhere in claim, hand-over, reply or record
+            target = len(received) + rng.randint(1, 60)
+            deadline = time.monotonic() + 60
             while len(received) < target and process.poll() is None:
-                assert time.monotonic() < deadline, "no message arrived in 30 s"
+                assert time.monotonic() < deadline, "no message arrived in 60 s"
                 time.sleep(0.001)
             time.sleep(rng.uniform(0, 0.02))
-        if process.poll() is None:
+        if number < KILLS:
+            assert process.poll() is None, "a run ended before its kill"
             process.send_signal(signal.SIGKILL)
+            process.wait()
             kills += 1
-        process.wait()
-    before_final = len(received)
-    final = digest_send(config)
-    output = final.communicate(timeout=120)[0].decode()
-    assert final.returncode == 0, output
+        # what this run sent to readers who already had it: only rows its resume (or an
+        # earlier one) marked, and each resume marks at most one row per connection
+        this_run = [r for m in received[started_at:] for r in m.recipients]
+        again = [r for r in this_run if r in seen]
+        now_marked = marked()
+        assert len(now_marked - marks) <= CONNECTIONS, (number, now_marked - marks)
+        assert set(again) <= now_marked, (number, set(again) - now_marked)
+        marks = now_marked
+        seen.update(this_run)
 
+    assert kills == KILLS
     with factory() as session:
         statuses = session.execute(
             select(Delivery.status, func.count()).group_by(Delivery.status)
@@ -94,7 +129,7 @@ def test_kill_9_at_random_moments_never_loses_or_doubles_a_reader(
     assert dict(statuses) == {"sent": READERS}
 
     ids: dict[str, list[str]] = defaultdict(list)
-    for message in smtp_server.handler.messages:
+    for message in received:
         parsed = email.message_from_bytes(message.data, policy=email.policy.default)
         for recipient in message.recipients:
             ids[recipient].append(str(parsed["Message-ID"]))
@@ -102,13 +137,10 @@ def test_kill_9_at_random_moments_never_loses_or_doubles_a_reader(
     doubled = {r: m for r, m in ids.items() if len(m) > 1}
     for recipient, message_ids in doubled.items():
         assert len(set(message_ids)) == 1, recipient  # a resend reuses its Message-ID
-    # at most the batch in flight at each kill went out twice
-    assert sum(len(m) - 1 for m in doubled.values()) <= kills * BATCH
-    assert kills == KILLS  # every run was killed before the end
-    # the last run says how many it sent that were in flight at the last crash: at most
-    # one batch, and at least those that had reached the server before
-    earlier = {r for m in received[:before_final] for r in m.recipients}
-    again = sum(r in earlier for m in received[before_final:] for r in m.recipients)
-    match = re.search(r"(\d+) messages were in flight during an earlier crash", output)
+    extra = sum(len(m) - 1 for m in doubled.values())
+    assert extra <= KILLS * CONNECTIONS  # at most what was on the wire at each kill
+    assert set(doubled) <= marks  # every reader who got it twice is counted as possibly so
+    # the last run's report: the exact count its resume marked, at most one per connection
+    match = re.search(r"(\d+) messages may have reached readers twice", output)
     reported = int(match.group(1)) if match else 0
-    assert again <= reported <= BATCH, output
+    assert reported <= CONNECTIONS, output

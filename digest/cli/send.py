@@ -237,11 +237,21 @@ def _print_report(report: EditionReport, transport: str, settings: Settings) -> 
         )
     if report.requeued:
         out.print(f"Queued again {report.requeued} messages that had failed temporarily.")
+    if report.recorded_from_journal:
+        out.print(
+            f"{report.recorded_from_journal} messages in flight when an earlier run stopped "
+            "had their reply in its journal: recorded, not sent again."
+        )
+    if report.possibly_duplicated:
+        out.print(
+            f"{report.possibly_duplicated} messages may have reached readers twice (on the "
+            "wire without a known reply when an earlier run stopped, or after a timeout); "
+            "each was sent again with its original Message-ID."
+        )
     if report.resent_after_crash:
         out.print(
-            f"{report.resent_after_crash} messages were in flight during an earlier "
-            "crash and went out now with their original Message-ID (those the server had "
-            "taken before the crash reached their readers twice)."
+            f"{report.resent_after_crash} of the messages sent were such repeats (possibly "
+            "a reader's second copy)."
         )
     if report.skipped:
         out.print(f"Skipped {report.skipped} (unsubscribed or erased since planning).")

@@ -1,18 +1,22 @@
 """The delivery ledger: claim rows to send, record outcomes, count. Bulk statements only.
 
 Rows move ``queued -> sending -> sent | deferred | failed | skipped``. A row found ``sending``
-when a run starts (under the edition's send lock) was in flight during a crash: it goes back
-to ``queued`` with ``detail = IN_FLIGHT`` and keeps its Message-ID, so a resend is recognisable.
+when a run starts (under the edition's send lock) was claimed by a sender that died or lost
+its lock; the outcome journals (:mod:`digest.delivery.journal`) say what became of it, and
+:func:`resolve_in_flight` records it: its outcome when one is known, back to ``queued``
+when it never went on the wire, and back to ``queued`` with the in-flight mark
+(``possibly_duplicated``, ``detail = IN_FLIGHT``) when it may have reached its reader. It
+keeps its Message-ID, so a resend is recognisable.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
-from sqlalchemy import Engine, case, func, select, update
+from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest.store.db import driver_time, transaction, update_many, utcnow
@@ -39,7 +43,7 @@ class Claim(NamedTuple):
     message_id: str
     was: str  # status before the claim
     attempts: int  # including this one
-    resend: bool  # in flight during an earlier crash
+    resend: bool  # may have reached its reader before (the in-flight mark)
     address: str | None
     name: str | None
     token: str | None
@@ -66,18 +70,63 @@ def counts_by_status(session: Session, edition_id: int) -> Counter[str]:
     return Counter({status: n for status, n in rows})
 
 
-def recover_in_flight(factory: sessionmaker[Session], edition_id: int) -> int:
-    """Requeue rows left ``sending`` by a crashed run; returns how many. Call it only while
-    holding the edition's send lock (no other sender is running)."""
-    with transaction(factory) as session:
-        result = session.execute(
-            update(Delivery)
+def in_flight(session: Session, edition_id: int) -> list[int]:
+    """Ids of the edition's rows left ``sending``, in id order."""
+    return list(
+        session.scalars(
+            select(Delivery.id)
             .where(
-                Delivery.edition_id == edition_id, Delivery.status == DeliveryStatus.SENDING.value
+                Delivery.edition_id == edition_id,
+                Delivery.status == DeliveryStatus.SENDING.value,
             )
-            .values(status=DeliveryStatus.QUEUED.value, detail=IN_FLIGHT, updated_at=utcnow())
+            .order_by(Delivery.id)
         )
-        return int(getattr(result, "rowcount", 0) or 0)
+    )
+
+
+def resolve_in_flight(
+    factory: sessionmaker[Session],
+    edition_id: int,
+    *,
+    outcomes: Sequence[dict[str, object]],
+    resend: Sequence[int],
+    unsent: Sequence[int],
+) -> int:
+    """Settle rows left ``sending``: ``outcomes`` (known replies) are recorded as such and
+    not sent again; ``resend`` rows (on the wire, outcome unknown) go back to ``queued``
+    with the in-flight mark; ``unsent`` rows (never on the wire) go back to ``queued`` as
+    if never claimed. Only rows still ``sending`` change; returns how many were marked."""
+    record(factory, outcomes)
+    marked = 0
+    sending = DeliveryStatus.SENDING.value
+    with transaction(factory) as session:
+        for chunk in _chunks(resend):
+            result = session.execute(
+                update(Delivery)
+                .where(Delivery.id.in_(chunk), Delivery.status == sending)
+                .values(
+                    status=DeliveryStatus.QUEUED.value,
+                    detail=IN_FLIGHT,
+                    possibly_duplicated=True,
+                    updated_at=utcnow(),
+                )
+            )
+            marked += int(getattr(result, "rowcount", 0) or 0)
+        for chunk in _chunks(unsent):
+            session.execute(
+                update(Delivery)
+                .where(Delivery.id.in_(chunk), Delivery.status == sending)
+                .values(
+                    status=DeliveryStatus.QUEUED.value,
+                    attempts=Delivery.attempts - 1,
+                    updated_at=utcnow(),
+                )
+            )
+    return marked
+
+
+def _chunks(ids: Sequence[int], size: int = 500) -> list[Sequence[int]]:
+    return [ids[i : i + size] for i in range(0, len(ids), size)]
 
 
 class PendingVariant(NamedTuple):
@@ -111,10 +160,15 @@ def claim(
     after: int,
     limit: int,
     statuses: Sequence[str] = CLAIMABLE,
+    *,
+    on_claim: Callable[[list[int]], None] | None = None,
 ) -> list[Claim] | None:
     """Mark the next ``limit`` rows after id ``after`` as ``sending``, in one transaction;
     None when the edition was cancelled or paused (nothing is claimed then). On PostgreSQL,
-    rows another worker is claiming are skipped (``FOR UPDATE SKIP LOCKED``)."""
+    rows another worker is claiming are skipped (``FOR UPDATE SKIP LOCKED``).
+
+    ``on_claim`` gets the claimed ids before the transaction commits (the sender's outcome
+    journal notes them there: no row is ever ``sending`` without its journal knowing)."""
     with transaction(factory) as session:
         status = session.scalar(select(EDITIONS.c.status).where(EDITIONS.c.id == edition_id))
         if status in (EditionStatus.CANCELLED, EditionStatus.PAUSED):
@@ -128,7 +182,7 @@ def claim(
                 DELIVERIES.c.message_id,
                 DELIVERIES.c.status,
                 DELIVERIES.c.attempts + 1,
-                case((DELIVERIES.c.detail == IN_FLIGHT, True), else_=False),
+                DELIVERIES.c.possibly_duplicated,
                 SUBSCRIBERS.c.email,
                 SUBSCRIBERS.c.name,
                 SUBSCRIBERS.c.token,
@@ -157,6 +211,8 @@ def claim(
                 updated_at=utcnow(),
             )
         )
+        if on_claim is not None:
+            on_claim([c.delivery_id for c in claims])
     return claims
 
 

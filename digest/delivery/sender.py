@@ -17,12 +17,13 @@ from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from types import TracebackType
+from typing import Protocol
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest.delivery.ledger import GAVE_UP, Claim, record, release
 from digest.delivery.ratelimit import RateLimiter
-from digest.errors import TransportUnavailable
+from digest.errors import SendLockLost, TransportUnavailable
 from digest.mail.message import MessageTemplate, Recipient
 from digest.mail.transports.base import DeliveryFailed, Envelope, Transport
 from digest.store.db import utcnow
@@ -56,6 +57,9 @@ class Tally:
     failed: int = 0
     skipped: int = 0
     resent_after_crash: int = 0
+    #: messages whose outcome is unknown and that may reach (or have reached) their reader
+    #: twice: a timeout or a dropped connection after the end of data (the SMTP transport)
+    possibly_duplicated: int = 0
     failures: Counter[str] = field(default_factory=Counter)
 
     def add(self, other: Tally) -> None:
@@ -63,6 +67,7 @@ class Tally:
         self.sent, self.failed = self.sent + other.sent, self.failed + other.failed
         self.skipped += other.skipped
         self.resent_after_crash += other.resent_after_crash
+        self.possibly_duplicated += other.possibly_duplicated
         self.failures.update(other.failures)
 
 
@@ -78,7 +83,21 @@ class Outbound:
 
 
 #: A row's new column values, or the reason it was not handed over (left as it was).
-Outcome = dict[str, object] | TransportUnavailable
+Outcome = dict[str, object] | TransportUnavailable | SendLockLost
+
+
+class Journal(Protocol):
+    """Where a sender notes what is on the wire, so that a crash re-sends only that
+    (:mod:`digest.delivery.journal`)."""
+
+    def on_wire(self, delivery_id: int) -> None:
+        """Just before the write holding this message's end of data."""
+
+    def outcome(self, delivery_id: int, row: Mapping[str, object]) -> None:
+        """The reply is known: ``row`` is what the ledger will record."""
+
+    def flushed(self) -> None:
+        """Every outcome passed so far is committed in the database."""
 
 
 class Sender:
@@ -90,15 +109,20 @@ class Sender:
         transport: Transport,
         outbound: Outbound,
         limiter: RateLimiter | None = None,
+        *,
+        journal: Journal | None = None,
+        holds: Callable[[], bool] | None = None,
     ) -> None:
         self.factory = factory
+        self.journal = journal
+        self.holds = holds
         self.transport = transport
         self.outbound = outbound
         self.limiter = limiter or RateLimiter()
         self.tally = Tally()
         self._lock = threading.Lock()
         self._in_a_row = 0
-        self._down: TransportUnavailable | None = None
+        self._down: TransportUnavailable | SendLockLost | None = None
         threads = transport.concurrency
         self._pool = ThreadPoolExecutor(threads, "digest-send") if threads > 1 else None
 
@@ -120,18 +144,36 @@ class Sender:
                 self._count(item, result)
                 if len(outcomes) == RECORD_EVERY:
                     record(self.factory, outcomes)
+                    self._flushed()
                     handled, outcomes = handled + len(outcomes), []
             else:
                 untouched.append(item)
         record(self.factory, outcomes)
+        self._flushed()
         release(self.factory, untouched)
         if self._down is not None:
             raise self._down
         return handled + len(outcomes)
 
+    def _flushed(self) -> None:
+        if self.journal is not None:
+            self.journal.flushed()
+
     def _one(self, item: Claim) -> Outcome:
+        if self._down is None and self.holds is not None and not self.holds():
+            with self._lock:
+                self._down = self._down or SendLockLost(
+                    f"lost the send lock of edition {self.outbound.edition_key}; stopped "
+                    "after recording what was sent (another `digest send` may be sending it)"
+                )
         if self._down is not None:
-            return self._down  # the server is down: leave the row untouched
+            return self._down  # the server is down or the lock lost: leave the row untouched
+        row = self._handed(item)
+        if isinstance(row, dict) and self.journal is not None:
+            self.journal.outcome(item.delivery_id, row)
+        return row
+
+    def _handed(self, item: Claim) -> Outcome:
         row: dict[str, object] = {"id": item.delivery_id}
         if item.address is None or item.token is None:
             row.update(
@@ -160,6 +202,8 @@ class Sender:
             out.numbers[item.variant_id],
         )
         self.limiter.acquire()
+        if self.journal is not None:  # one message per connection at a time: the bound holds
+            self.journal.on_wire(item.delivery_id)
         try:
             reply = self.transport.send(envelope, raw)
         except TransportUnavailable as exc:

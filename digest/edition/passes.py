@@ -17,10 +17,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from digest.config import Settings
 from digest.delivery import ledger
+from digest.delivery.journal import FileJournal
 from digest.delivery.ledger import PendingVariant
 from digest.delivery.sender import Outbound, Sender, backoff_delays
 from digest.edition.checks import check_renders, preflight
 from digest.edition.variants import Built, Renders, render_each
+from digest.errors import SendLockLost
 from digest.mail.dkim import DkimSigner
 from digest.mail.verp import envelope_sender
 from digest.planning.catalog import load_contents
@@ -121,10 +123,14 @@ def send_passes(
     options: SendOptions,
     total: int,
     *,
-    renew: Callable[[], None] = lambda: None,
+    journal: FileJournal | None = None,
+    holds: Callable[[], bool] | None = None,
 ) -> bool:
     """Claim and send until nothing is left, retrying deferred rows after back-off delays.
-    Returns True when it stopped early (a stop request or the edition was cancelled)."""
+    Returns True when it stopped early (a stop request or the edition was cancelled).
+    Each claim is noted in ``journal`` before it commits; a sender that can no longer
+    prove it ``holds`` the edition claims nothing more (SendLockLost)."""
+    on_claim = journal.claimed if journal is not None else None
     delays = options.retry_delays
     if delays is None:
         delays = backoff_delays(settings.send_retries, settings.retry_base_seconds)
@@ -140,14 +146,20 @@ def send_passes(
         while True:
             if options.should_stop():
                 return True
-            claims = ledger.claim(factory, edition_id, after, settings.send_batch_size)
+            if holds is not None and not holds():
+                raise SendLockLost(
+                    f"lost the send lock of edition {sender.outbound.edition_key}; stopped "
+                    "after recording what was sent (another `digest send` may be sending it)"
+                )
+            claims = ledger.claim(
+                factory, edition_id, after, settings.send_batch_size, on_claim=on_claim
+            )
             if claims is None:  # cancelled or paused meanwhile
                 return True
             if not claims:
                 break
             after = claims[-1].delivery_id
             done += sender.send_batch(claims)
-            renew()
             if options.progress:
                 options.progress(done, total, sender.tally.failed)  # may pass total: retries
     return False

@@ -28,7 +28,14 @@ class EditionReport:
     deferred: int = 0
     failed: int = 0
     skipped: int = 0
+    #: of ``sent``: messages that may have reached their reader before (the in-flight mark)
     resent_after_crash: int = 0
+    #: messages that may have reached their reader twice: found on the wire without an
+    #: outcome when this run resumed (a crash, a lost lock), plus this run's own whose
+    #: outcome stayed unknown (a timeout or a dropped connection after the end of data)
+    possibly_duplicated: int = 0
+    #: rows left ``sending`` whose outcome a journal knew: recorded, not sent again
+    recorded_from_journal: int = 0
     previously_sent: int = 0
     #: rows worker processes still running had claimed when this run started (not requeued)
     held_by_workers: int = 0

@@ -11,12 +11,14 @@ import datetime as dt
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest.config import Settings
 from digest.delivery import ledger
+from digest.delivery.journal import FileJournal, journal_folder
 from digest.delivery.limits import limiter_for
 from digest.delivery.locks import SendLock, no_workers
 from digest.delivery.sender import Outbound, Sender
@@ -30,10 +32,11 @@ from digest.edition.passes import (
     send_passes,
 )
 from digest.edition.report import EditionReport, VariantReport
+from digest.edition.resume import settle_in_flight
 from digest.edition.variants import render_variants
 from digest.edition.workers import WorkerFeed, start_workers
 from digest.edition.workers import work_on_edition as work_on_edition
-from digest.errors import EditionError
+from digest.errors import DigestError, EditionError
 from digest.mail.transports.base import Transport
 from digest.planning.due import not_due_reason as not_due_reason
 from digest.planning.plan import EditionRef, dry_plan, get_or_create_edition, plan_edition
@@ -96,9 +99,10 @@ def run_edition(
     if dry_run:
         _dry_run(run, edition, report)
     else:
-        with SendLock(engine, key) as lock:
+        lease = dt.timedelta(seconds=settings.send_lease_seconds)
+        with SendLock(engine, key, lease=lease) as lock:
             if lock.acquired:
-                _send_edition(run, transport, edition, report, renew=lock.renew)
+                _send_edition(run, transport, edition, report, lock=lock)
             else:
                 report.busy = lock.other
     report.seconds = time.monotonic() - started
@@ -111,10 +115,10 @@ def _send_edition(
     edition: EditionRef,
     report: EditionReport,
     *,
-    renew: Callable[[], None],
+    lock: SendLock,
 ) -> None:
     """The steps of a send, under the edition's send lock."""
-    _resume(run, edition, report)  # rows left by a crash (or failed, with retry_failed)
+    _resume(run, edition, report, lock)  # rows left by a crash (or failed, with retry_failed)
     # 1 plan
     plan = plan_edition(run.factory, run.settings, edition, now=run.now)
     report.queued, report.nothing_new, report.not_due = plan.queued, plan.nothing_new, plan.not_due
@@ -133,7 +137,7 @@ def _send_edition(
     # 4 claim and send
     outbound = outbound_for(run.settings, edition.key, pending, built)
     total = sum(v.waiting for v in pending)
-    _claim_and_send(run, transport, edition, outbound, total, report, renew=renew)
+    _claim_and_send(run, transport, edition, outbound, total, report, holds=lock.holds)
     # 5 record
     _record(run, edition, report)
 
@@ -152,13 +156,24 @@ def _open_edition(run: _Run, key: str, *, create: bool) -> tuple[EditionRef, boo
     return edition, created
 
 
-def _resume(run: _Run, edition: EditionRef, report: EditionReport) -> None:
-    """Before planning: rows a crashed run left ``sending`` go back to the queue (unless
-    worker processes hold them), and with ``retry_failed`` so do temporary failures."""
+def _resume(run: _Run, edition: EditionRef, report: EditionReport, lock: SendLock) -> None:
+    """Before planning: rows a crashed run left ``sending`` are settled from the outcome
+    journals (unless worker processes hold them), and with ``retry_failed`` temporary
+    failures go back to the queue."""
     edition_id = _id(edition)
     with no_workers(run.engine, edition.key) as alone:
         if alone:
-            ledger.recover_in_flight(run.factory, edition_id)
+            settled = settle_in_flight(
+                run.factory,
+                edition_id,
+                edition.key,
+                _journals(run),
+                _database(run),
+                lock,
+                run.options.sleep,
+            )
+            report.recorded_from_journal = settled.recorded
+            report.possibly_duplicated = settled.possibly_duplicated
         else:  # ``sending`` rows are theirs, not left by a crash
             with run.factory() as session:
                 sending = (DeliveryStatus.SENDING.value,)
@@ -177,21 +192,39 @@ def _claim_and_send(
     total: int,
     report: EditionReport,
     *,
-    renew: Callable[[], None],
+    holds: Callable[[], bool],
 ) -> None:
-    """Claim and send every row, with the worker processes asked for, and add up the tallies."""
+    """Claim and send every row, with the worker processes asked for, and add up the tallies.
+    The outcome journal is removed once every outcome is recorded (also after a DigestError:
+    the sender records before it raises), and kept for the next run otherwise."""
     feed = WorkerFeed(run.options.progress)
     options = replace(run.options, progress=feed)
     helpers = start_workers(
         run.settings, edition.key, run.options.workers, run.engine, transport, feed, now=run.now
     )
+    journal = FileJournal(_journals(run), _database(run), edition.key)
+    recorded = False
     try:
         limiter = limiter_for(run.settings, run.engine)
-        with Sender(run.factory, transport, outbound, limiter) as sender:
+        with Sender(
+            run.factory, transport, outbound, limiter, journal=journal, holds=holds
+        ) as sender:
             stopped = send_passes(
-                run.factory, run.settings, _id(edition), sender, options, total, renew=renew
+                run.factory,
+                run.settings,
+                _id(edition),
+                sender,
+                options,
+                total,
+                journal=journal,
+                holds=holds,
             )
+        recorded = True
+    except DigestError:
+        recorded = True
+        raise
     finally:
+        journal.close(remove=recorded)
         report.worker_errors += feed.wait_for(helpers)
     tally = sender.tally
     report.stopped = stopped
@@ -200,6 +233,7 @@ def _claim_and_send(
         tally.add(other)
     report.sent, report.failed, report.skipped = tally.sent, tally.failed, tally.skipped
     report.failures, report.resent_after_crash = tally.failures, tally.resent_after_crash
+    report.possibly_duplicated += tally.possibly_duplicated
 
 
 def _record(run: _Run, edition: EditionRef, report: EditionReport) -> None:
@@ -232,6 +266,14 @@ def _dry_run(run: _Run, edition: EditionRef, report: EditionReport) -> None:
     for number, (variant_key, recipients) in enumerate(counts.most_common(), start=1):
         subject = built[variant_key][0].subject
         report.variants.append(VariantReport(number, subject, len(variant_key[1]), recipients))
+
+
+def _journals(run: _Run) -> Path:
+    return journal_folder(_database(run), run.settings.config_path)
+
+
+def _database(run: _Run) -> str:
+    return run.engine.url.render_as_string(hide_password=False)
 
 
 def _id(edition: EditionRef) -> int:

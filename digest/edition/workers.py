@@ -19,13 +19,14 @@ from multiprocessing.queues import Queue
 from sqlalchemy import Engine, select
 
 from digest.config import Settings
+from digest.delivery.journal import FileJournal, journal_folder
 from digest.delivery.limits import limiter_for
-from digest.delivery.locks import working_on
+from digest.delivery.locks import heartbeat_for, working_on
 from digest.delivery.sender import Sender, Tally
 from digest.delivery.transport import make_transport
 from digest.edition.passes import Progress, SendOptions, prepare, send_passes
 from digest.edition.report import EditionReport
-from digest.errors import EditionError
+from digest.errors import DigestError, EditionError
 from digest.mail.transports.base import Transport
 from digest.planning.plan import EditionRef
 from digest.store.db import make_engine
@@ -148,12 +149,34 @@ def work_on_edition(
     report = EditionReport(key=key, cutoff=edition.cutoff, created=False)
     options = SendOptions(progress=_reporter(feed) if feed is not None else None)
     transport = make_transport(settings)
+    database = engine.url.render_as_string(hide_password=False)
+    journal = FileJournal(journal_folder(database, settings.config_path), database, key)
+    recorded = False
     try:
-        with working_on(engine, key):  # from before its first claim to after its last
+        lease = dt.timedelta(seconds=settings.send_lease_seconds)
+        # from before its first claim to after its last; stops when the lock is gone
+        with working_on(engine, key, heartbeat_for(lease)) as holds:
             outbound, total = prepare(factory, settings, edition, now=now)
-            with Sender(factory, transport, outbound, limiter_for(settings, engine)) as sender:
-                report.stopped = send_passes(factory, settings, edition.id, sender, options, total)
+            limiter = limiter_for(settings, engine)
+            with Sender(
+                factory, transport, outbound, limiter, journal=journal, holds=holds
+            ) as sender:
+                report.stopped = send_passes(
+                    factory,
+                    settings,
+                    edition.id,
+                    sender,
+                    options,
+                    total,
+                    journal=journal,
+                    holds=holds,
+                )
+        recorded = True
+    except DigestError:
+        recorded = True
+        raise
     finally:
+        journal.close(remove=recorded)
         transport.close()
     if feed is not None:
         feed.put(sender.tally)

@@ -16,6 +16,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -183,6 +184,10 @@ class Delivery(Base):
     attempts: Mapped[int] = mapped_column(default=0)
     #: The server's reply for the last attempt, or why the row was skipped.
     detail: Mapped[str | None] = mapped_column(Text)
+    #: The in-flight mark: the message may already have reached its reader once (it was
+    #: on the wire, outcome unknown, when a sender died or lost its lock). Never cleared,
+    #: so a later deferral or failure keeps it counted as possibly duplicated.
+    possibly_duplicated: Mapped[bool] = mapped_column(server_default=false())
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
