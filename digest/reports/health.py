@@ -300,7 +300,9 @@ def _unsubscribes(session: Session, ids: list[int]) -> Counter[int]:
             Subscriber.status == Status.UNSUBSCRIBED.value,
             Subscriber.unsubscribed_at >= Delivery.sent_at,
         ))
-        .where(Delivery.status == SENT)
+        # the latest editions are the newest: a reader whose last digest before leaving
+        # is older was sent none of them before leaving
+        .where(Delivery.status == SENT, Delivery.edition_id.in_(ids))
     )  # fmt: skip
     last: dict[int, tuple[dt.datetime, int]] = {}
     for subscriber_id, edition_id, sent_at in rows:
@@ -308,8 +310,7 @@ def _unsubscribes(session: Session, ids: list[int]) -> Counter[int]:
             continue
         if subscriber_id not in last or sent_at > last[subscriber_id][0]:
             last[subscriber_id] = (sent_at, edition_id)
-    wanted = set(ids)
-    return Counter(edition for _, edition in last.values() if edition in wanted)
+    return Counter(edition for _, edition in last.values())
 
 
 def _percent(value: float) -> str:
