@@ -283,6 +283,10 @@ def test_pages_send_the_subscriber_pages_security_headers(local: Console) -> Non
     assert "sandbox" in frame.headers["Content-Security-Policy"]
     assert "frame-ancestors 'self'" in frame.headers["Content-Security-Policy"]
     assert frame.headers["X-Frame-Options"] == "SAMEORIGIN"
+    missing = client.get("/admin/no-such-page")
+    assert missing.status_code == 404
+    assert missing.headers["X-Frame-Options"] == "DENY"
+    assert missing.headers["Cache-Control"] == "no-store"
 
 
 # ---------------------------------------------------------------- digest serve

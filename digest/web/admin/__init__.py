@@ -35,7 +35,7 @@ from digest.store.schema import open_database
 from digest.web import security
 from digest.web.admin import previews, week  # noqa: F401  (their views join the Blueprint)
 from digest.web.admin.auth import SESSION_HOURS, csrf_field, password_hash
-from digest.web.admin.blueprint import bp
+from digest.web.admin.blueprint import bp, security_headers
 from digest.web.admin.state import EXTENSION, AdminState, current_admin
 from digest.web.limits import limits_for
 from digest.web.state import WebApp, current_web, ensure_form_key
@@ -92,6 +92,7 @@ def create_admin_app(
     app.extensions[EXTENSION] = admin
     security.install_redaction(app.logger, logging.getLogger("werkzeug"))
     app.register_blueprint(bp)
+    app.after_request(security_headers)  # also on answers outside the Blueprint (404s)
     app.add_url_rule("/", "root", to_console)
     return app
 

@@ -33,6 +33,8 @@ from digest.web.admin.state import current_admin
 from digest.web.state import current_web
 
 SESSION_HOURS = 12
+#: Methods that change nothing (every other one needs the CSRF token).
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 #: Endpoints open without signing in.
 OPEN_ENDPOINTS = frozenset({"admin.login"})
 EXPIRED = "This form has expired or came from another page: reload the page and try again."
@@ -90,11 +92,11 @@ def guard() -> WerkzeugResponse | tuple[str, int] | None:
         if proxied or not _loopback(request.remote_addr or ""):
             text = "The admin console without a password answers this machine only."
             return Response(text, status=403, mimetype="text/plain")
-    if request.method == "POST" and not csrf_ok():
+    if request.method not in SAFE_METHODS and not csrf_ok():
         return render_template("admin/expired.html", message=EXPIRED), 400
     if admin.local_only or request.endpoint in OPEN_ENDPOINTS or session.get("admin"):
         return None
-    if request.method == "GET":
+    if request.method in SAFE_METHODS:
         return redirect(url_for("admin.login", next=request.full_path.rstrip("?")), code=303)
     return Response("Sign in first.", status=401, mimetype="text/plain")
 
