@@ -1,77 +1,38 @@
-"""A small app for the admin console's list and health pages, standing in for the console
-(helper A's ``digest.web.admin``): a parent Blueprint ``admin`` at ``/admin`` with the
-``people`` and ``health`` Blueprints nested in it as the console nests them, the shared
-state (:class:`digest.web.state.WebApp`), the pages' security headers and a CSRF check of
-every POST (a ``csrf_token`` Jinja global, like the console's), and a stand-in
-``admin/base.html`` from tests/data/admin_templates."""
+"""The admin console (:func:`digest.web.admin.create_admin_app`, on loopback without a
+password) for the list and health pages' tests, and a list with a history to show."""
 
 from __future__ import annotations
 
 import datetime as dt
-import hmac
-import secrets
 from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 
-import jinja2
-from flask import Blueprint, Flask, Response, abort, g, request
+from flask import Flask
+from flask.testing import FlaskClient
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest.config import Settings
-from digest.delivery.transport import make_transport
-from digest.render.renderer import builtin_templates_dir
-from digest.web import security
-from digest.web.admin import health, people
-from digest.web.limits import limits_for
-from digest.web.state import WebApp, ensure_form_key
+from digest.web.admin import create_admin_app
 
-STAND_IN = Path(__file__).parent / "data" / "admin_templates"
+#: The CSRF token of every test client's session (see :func:`console_client`).
+CSRF = "test-csrf-token"
 
 
 def admin_app(
     settings: Settings, factory: sessionmaker[Session], now: Callable[[], dt.datetime]
 ) -> Flask:
-    """The list and health pages under /admin/list and /admin/health."""
-    app = Flask(__name__, static_folder=None)
-    app.jinja_loader = jinja2.FileSystemLoader(
-        [str(STAND_IN), str(builtin_templates_dir() / "web")]
-    )
-    WebApp(
-        settings=settings,
-        factory=factory,
-        now=now,
-        transport=partial(make_transport, settings),
-        key=ensure_form_key(factory),
-        limits=limits_for(settings),
-    ).install(app)
-    csrf = secrets.token_urlsafe(16)
-    app.jinja_env.globals["csrf_token"] = lambda: csrf
-
-    admin = Blueprint("admin", __name__, url_prefix="/admin")
-
-    @admin.before_request
-    def check_csrf() -> None:
-        g.nonce = security.new_nonce()
-        if request.method == "POST":
-            sent = request.form.get("csrf_token", "")
-            if not hmac.compare_digest(sent.encode(), csrf.encode()):
-                abort(400)
-
-    @admin.after_request
-    def headers(response: Response) -> Response:
-        response.headers.update(security.headers_for(request.path, g.get("nonce", "")))
-        return response
-
-    @admin.app_context_processor
-    def values() -> dict[str, object]:
-        return {"csp_nonce": g.get("nonce", "")}
-
-    admin.register_blueprint(people.bp, url_prefix="/list")
-    admin.register_blueprint(health.bp, url_prefix="/health")
-    app.register_blueprint(admin)
-    app.extensions["admin_csrf"] = csrf
+    """The console, its list pages under /admin/list and health pages under /admin/health."""
+    app = create_admin_app(settings, factory.kw["bind"], now=now)
+    app.extensions["admin_csrf"] = CSRF
     return app
+
+
+def console_client(app: Flask) -> FlaskClient:
+    """A test client whose session holds the CSRF token ``CSRF``."""
+    client = app.test_client()
+    with client.session_transaction() as session:
+        session["csrf"] = CSRF
+    return client
 
 
 # ---------------------------------------------------------------- a list with a history

@@ -17,7 +17,7 @@ from flask.testing import FlaskClient
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest.config import Settings
-from tests.admin_pages_support import W48, admin_app, seed
+from tests.admin_pages_support import W48, admin_app, console_client, seed
 
 ADDRESSES = (
     "zoe@example.org", "sam@example.org", "ann@example.com", "pending@example.org",
@@ -35,7 +35,7 @@ def app(settings: Settings, factory: sessionmaker[Session], tmp_path: Path) -> F
 
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
-    return app.test_client()
+    return console_client(app)
 
 
 def post(client: FlaskClient, app: Flask, path: str, **form: str) -> tuple[int, str]:

@@ -33,7 +33,7 @@ from digest.render.renderer import builtin_templates_dir, long_date
 from digest.store.db import make_engine
 from digest.store.schema import open_database
 from digest.web import security
-from digest.web.admin import previews, week  # noqa: F401  (their views join the Blueprint)
+from digest.web.admin import health, people, previews, week  # noqa: F401  (views join bp)
 from digest.web.admin.auth import SESSION_HOURS, csrf_field, password_hash
 from digest.web.admin.blueprint import bp, security_headers
 from digest.web.admin.state import EXTENSION, AdminState, current_admin
@@ -45,6 +45,11 @@ __all__ = ["bp", "create_admin_app", "csrf_field", "current_admin", "current_web
 #: Host names the console answers to without a password (against DNS rebinding).
 LOCAL_HOSTS = ["127.0.0.1", "localhost", "[::1]"]
 MAX_FORM_BYTES = 64 * 1024
+
+# The list and its health, nested once at import: Flask refuses to change a Blueprint after
+# an app has registered it. Their requests go through bp's sign-in, CSRF and headers.
+bp.register_blueprint(people.bp, url_prefix="/list")
+bp.register_blueprint(health.bp, url_prefix="/health")
 
 
 def create_admin_app(
