@@ -29,7 +29,7 @@ STAGES = (
     ("digest/edition/passes.py", "render_pending", "2 read contents, render, build"),
     ("digest/edition/variants.py", "build_variant", "   render + build templates"),
     ("digest/mail/message.py", "qp_encode", "   quoted-printable encoding"),
-    ("digest/mail/message.py", "check_template", "   check_template (parse a sample back)"),
+    ("digest/mail/message.py", "check_template", "   check_template (check a sample as built)"),
     ("digest/edition/passes.py", "check_pending", "3 preflight"),
     ("digest/edition/passes.py", "send_passes", "4-5 claim, personalise, send, record"),
     ("digest/delivery/ledger.py", "claim", "   ledger.claim"),
@@ -116,11 +116,12 @@ class Results:
         return "SQLite" if self.server is None else "PostgreSQL"
 
     def per_naive(self, cpu: float) -> str:
-        """``cpu`` for all readers as readers per naive-render time: how many readers cost
-        the CPU of rendering one reader's digest the naive way (higher is better)."""
-        if self.naive is None or not cpu:
+        """``cpu`` in naive-render times: how many readers' digests the naive path (a whole
+        render per reader) renders with that CPU on this machine. The machine's speed
+        cancels out, so runs on different machines compare (lower is better)."""
+        if self.naive is None:
             return "n/a"
-        return f"{self.naive.cpu / self.naive.readers * self.subscribers / cpu:,.0f}"
+        return f"{cpu / (self.naive.cpu / self.naive.readers):,.0f}"
 
 
 def verdict(ok: bool) -> str:
@@ -167,7 +168,7 @@ def print_summary(r: Results) -> None:
     naive = f"{r.naive.cpu / r.naive.readers * 1000:.1f} ms" if r.naive else "n/a"
     server = r.server or 0.0
     total = run.cpu + server
-    cpu = f"{total:.1f} s = {r.per_naive(total)} readers/naive"
+    cpu = f"{total:.1f} s = {r.per_naive(total)} naive renders"
     if r.server is not None:
         cpu += f" (client {run.cpu:.1f} + server {server:.1f})"
     rows = [
@@ -223,16 +224,16 @@ def _print_cpu(r: Results) -> bool:
     print("\nCPU before SMTP: run_edition into a transport that discards the bytes")
     print(
         f"  client {run.cpu:.1f} s CPU ({run.wall:.1f} s wall) = {run.cpu / n * 1e6:.0f} us/reader "
-        f"= {r.per_naive(run.cpu)} readers per naive-render time"
+        f"= {r.per_naive(run.cpu)} naive-render times"
     )
     if r.server is not None:
         print(
             f"  server (PostgreSQL backends, from /proc) {server:.1f} s = "
-            f"{r.per_naive(server)} readers per naive-render time"
+            f"{r.per_naive(server)} naive-render times"
         )
         print(
             f"  total {total:.1f} s = {total / n * 1e6:.0f} us/reader = "
-            f"{r.per_naive(total)} readers per naive-render time"
+            f"{r.per_naive(total)} naive-render times"
         )
     print(
         f"  until the first batch (plan, render and build {len(run.report.variants)} variants): "
@@ -242,11 +243,12 @@ def _print_cpu(r: Results) -> bool:
     equivalent = ""
     if r.naive is not None:
         equivalent = (
-            f" (on this machine {r.naive.cpu / r.naive.readers * MILLION / target:,.0f} readers "
-            "per naive-render time)"
+            f" (= {target / (r.naive.cpu / r.naive.readers):,.0f} naive-render times on this "
+            "machine)"
         )
     print(
-        f"  at 1,000,000: {projected:.0f} s CPU, client and server ({how}); "
+        f"  at 1,000,000: {projected:.0f} s CPU, client and server = "
+        f"{r.per_naive(projected)} naive-render times ({how}); "
         f"target < {target:.0f} s{equivalent} [{verdict(ok)}]"
     )
     if len(r.small.report.variants) < 0.95 * len(run.report.variants):

@@ -16,8 +16,8 @@ each phase in a fresh child process so that its peak RSS is its own:
 
 On PostgreSQL the server's CPU counts too: the CPU of the database's backends is read from
 ``/proc`` (benchmarks/pgcpu.py) and printed beside the client's, with their total. Each CPU
-figure is also given as readers per naive-render time (the naive baseline's CPU for one
-reader, divided into the CPU per reader), so machines of different speeds compare.
+figure is also given in naive-render times (the figure divided by the naive baseline's CPU
+for one reader), so machines of different speeds compare.
 
 Run it from the repository root (100,000 subscribers on SQLite take a few minutes on 2 cores)::
 
