@@ -98,3 +98,9 @@ def test_a_real_digest_reads_as_html_parser_reads_it(name: str) -> None:
 def test_awkward_html_reads_as_html_parser_reads_it(name: str) -> None:
     html = f"<!doctype html><html><body>{SNIPPETS[name]}</body></html>"
     assert read_html(html) == reference(html)
+
+
+def test_a_document_opening_with_an_xml_declaration_is_read() -> None:
+    html = '<?xml version="1.0" encoding="utf-8"?><html><body><p>Zürich</p></body></html>'
+    assert read_html(html) == reference(html)
+    assert read_html(html).text == "Zürich"

@@ -20,6 +20,7 @@ from digest.render.renderer import Links, Rendered
 
 #: Gmail clips HTML over about 102 KB; stay under this with a margin.
 HTML_LIMIT = 100_000
+_UTF8 = lxml.html.HTMLParser(encoding="utf-8")
 _INVISIBLE = {"head", "style", "script", "title", "template"}
 _HEADING = re.compile(r"h[1-6]")
 _NOT_ADVICE = re.compile(r"\bnot\b(?:\W+\w+){0,4}?\W+medical advice\b", re.IGNORECASE)
@@ -53,7 +54,10 @@ def read_html(html: str) -> Page:
     chunks: list[str] = []
     heading: list[str] | None = None
     hidden = 0
-    root = lxml.html.document_fromstring(html)
+    try:
+        root = lxml.html.document_fromstring(html)
+    except ValueError:  # a str with an XML encoding declaration: lxml wants its bytes
+        root = lxml.html.document_fromstring(html.encode("utf-8"), parser=_UTF8)
     for event, element in lxml.etree.iterwalk(root, events=("start", "end", "comment", "pi")):
         tag = element.tag
         if not isinstance(tag, str):  # a comment or processing instruction: only its tail
