@@ -287,6 +287,11 @@ def measure(args: argparse.Namespace, workdir: str, started: float) -> Results:
         with ServerCpu(server and url) as discard_server:
             discard = in_child(phase_discard, workdir, url)
         key = discard.report.key
+        step(  # as it comes: a long run stopped later still leaves its main figure
+            f"   CPU before SMTP: client {discard.cpu:.1f} s, server {discard_server.seconds:.1f}"
+            f" s ({discard.cpu_to_first_batch:.1f} s client until the first batch); "
+            f"peak RSS {discard.rss_mb:.0f} MB"
+        )
         naive = None
         if not args.skip_naive:
             step(f"naive baseline: a full render for each of {args.sample} readers")
@@ -301,6 +306,10 @@ def measure(args: argparse.Namespace, workdir: str, started: float) -> Results:
         with SinkProcess() as sink, ServerCpu(server and url, progress=progress) as smtp_server:
             smtp = in_child(phase_smtp, workdir, url, sink.port, args.connections)
             smtp_sink = sink.stop()
+        step(
+            f"   {smtp.rate:,.0f} msg/s end to end, {smtp.send_rate:,.0f} while sending "
+            f"(raw client {raw.rate:,.0f}); peak RSS {smtp.rss_mb:.0f} MB"
+        )
         workers = measure_workers(args, workdir, url, key, smtp, smtp_server, smtp_sink)
         if args.profile:
             step(f"profiling run_edition into a discarding transport -> {args.profile}")
