@@ -58,6 +58,7 @@ class WorkerRun:
     counted: int = -1
     steady: float = 0.0  # msg/s from 20 % to 80 % of the rows sent (ledger samples)
     machine_cpu: float = 0.0  # every process of the machine, other users' included
+    window: float = 0.0  # seconds over which server, sink and machine CPU were counted
 
     @property
     def rate(self) -> float:
@@ -77,6 +78,7 @@ class WorkerRun:
             sink_ok=sink.messages == self.sent and sink.duplicates == 0,
             steady=steady_rate(server.samples, self.sent),
             machine_cpu=server.machine,
+            window=server.wall,
         )
 
 
@@ -173,7 +175,7 @@ def print_workers(runs: list[WorkerRun], cores: int) -> None:
     print(f"\nworkers (PostgreSQL, into fastsink in its own process; {cores} cores)")
     for run in runs:
         ours = run.client_cpu + run.server_cpu + run.sink_cpu
-        available = run.wall * cores
+        available = (run.window or run.wall) * cores
         print(
             f"  {run.label:<28} {run.sent:,} sent in {run.wall:.1f} s: {run.rate:,.0f} msg/s "
             f"end to end, {run.steady:,.0f} steady (20-80 % of rows; "
@@ -184,8 +186,12 @@ def print_workers(runs: list[WorkerRun], cores: int) -> None:
             f"    CPU: senders {run.client_cpu:.1f} s, PostgreSQL {run.server_cpu:.1f} s, "
             f"sink {run.sink_cpu:.1f} s = {ours / available:.0%} of {cores} cores; "
             f"the whole machine {run.machine_cpu / available:.0%} "
-            f"(others {max(0.0, run.machine_cpu - ours) / available:.0%})"
+            f"(others {max(0.0, run.machine_cpu - ours) / available:.0%}) over "
+            f"{available / cores:.0f} s"
         )
+    if any(r.label.endswith("--worker`") for r in runs):
+        print("  (the `--worker` processes' edition was planned by the benchmark beforehand;")
+        print("   that planning's server CPU is in their PostgreSQL figure)")
     two = [r for r in runs[1:] if r.processes == 2]
     if two and one:
         best = max(r.steady for r in two) / one
