@@ -10,7 +10,14 @@ each phase in a fresh child process so that its peak RSS is its own:
 3. baselines of the same run: the naive path (a full render per subscriber, on a sample,
    extrapolated to N) and a raw pipelined socket client pushing personalised messages of a
    sample into the same sink (the ceiling for the sender);
-4. the discarding run again on a database of N/10, to see whether peak RSS grows with N.
+4. the discarding run again on a database of N/10, to see whether peak RSS grows with N;
+5. on PostgreSQL, the same edition sent by 2 and 4 processes (``--workers``) and by two
+   separate ``digest send --worker`` processes (benchmarks/workers.py).
+
+On PostgreSQL the server's CPU counts too: the CPU of the database's backends is read from
+``/proc`` (benchmarks/pgcpu.py) and printed beside the client's, with their total. Each CPU
+figure is also given in naive-render times (the figure divided by the naive baseline's CPU
+for one reader), so machines of different speeds compare.
 
 Run it from the repository root (100,000 subscribers on SQLite take a few minutes on 2 cores)::
 
@@ -19,6 +26,7 @@ Run it from the repository root (100,000 subscribers on SQLite take a few minute
     .venv/bin/python -m benchmarks.send_edition \\
         --postgres postgresql+psycopg://postgres@127.0.0.1:5432/test
     .venv/bin/python -m benchmarks.send_edition --skip-naive --profile send.prof
+    .venv/bin/python -m benchmarks.send_edition --postgres URL --workers 1,2,4
 
 PostgreSQL gets a fresh schema, dropped at the end; SQLite a temporary file.
 """
@@ -45,8 +53,16 @@ from sqlalchemy.orm import Session
 
 from benchmarks import report
 from benchmarks.edition_data import NOW, generate
-from benchmarks.fastsink import SinkProcess, pipelined_push
+from benchmarks.fastsink import SinkProcess, SinkReport, pipelined_push
+from benchmarks.pgcpu import ServerCpu
 from benchmarks.report import Filled, Naive, Raw, Results, Run
+from benchmarks.workers import (
+    WorkerRun,
+    children_cpu,
+    phase_cli_workers,
+    sent_rows,
+    smtp_settings,
+)
 from digest.config import STARTER_CONFIG, Settings, load_settings, parse_smtp_url
 from digest.edition.run import run_edition
 from digest.edition.variants import render_variants
@@ -150,13 +166,17 @@ class FirstBatch:
 # ---------------------------------------------------------------- phases (each in a child)
 
 
-def timed_run(settings: Settings, url: str, transport: Any, profile: str | None = None) -> Run:
+def timed_run(
+    settings: Settings, url: str, transport: Any, profile: str | None = None, workers: int = 1
+) -> Run:
     first = FirstBatch()
     profiler = cProfile.Profile() if profile else None
     cpu, wall = time.process_time(), time.perf_counter()
     if profiler is not None:
         profiler.enable()
-    edition = run_edition(settings, transport, now=NOW, engine=make_engine(url), progress=first)
+    edition = run_edition(
+        settings, transport, now=NOW, engine=make_engine(url), progress=first, workers=workers
+    )
     if profiler is not None:
         profiler.disable()
         profiler.dump_stats(profile)
@@ -182,13 +202,17 @@ def phase_discard(workdir: str, url: str, profile: str | None = None) -> Run:
     return replace(run, sizes=sizes)
 
 
-def phase_smtp(workdir: str, url: str, port: int, connections: int) -> Run:
+def phase_smtp(workdir: str, url: str, port: int, connections: int, workers: int = 1) -> Run:
+    """run_edition into the sink; with ``workers`` > 1 its helper processes send too (their
+    CPU, as children of this process, is added to the run's)."""
     smtp = parse_smtp_url(f"smtp://127.0.0.1:{port}")
     transport = SmtpTransport(smtp, connections=connections)
+    settings = smtp_settings(workdir, url, port, connections)
     try:
-        return timed_run(bench_settings(workdir, url), url, transport)
+        run = timed_run(settings, url, transport, workers=workers)
     finally:
         transport.close()
+    return replace(run, cpu=run.cpu + children_cpu())
 
 
 def sample_readers(session: Session, key: str, count: int) -> list[tuple[VariantKey, Recipient]]:
@@ -255,12 +279,19 @@ def step(label: str) -> None:
 
 
 def measure(args: argparse.Namespace, workdir: str, started: float) -> Results:
+    server = args.postgres  # None on SQLite: no server CPU to read
     with database(args.postgres, workdir, "main") as url:
         step(f"filling the database with {args.subscribers:,} subscribers")
         filled = in_child(phase_generate, url, args.subscribers)
         step("run_edition into a discarding transport (CPU before SMTP)")
-        discard = in_child(phase_discard, workdir, url)
+        with ServerCpu(server and url) as discard_server:
+            discard = in_child(phase_discard, workdir, url)
         key = discard.report.key
+        step(  # as it comes: a long run stopped later still leaves its main figure
+            f"   CPU before SMTP: client {discard.cpu:.1f} s, server {discard_server.seconds:.1f}"
+            f" s ({discard.cpu_to_first_batch:.1f} s client until the first batch); "
+            f"peak RSS {discard.rss_mb:.0f} MB"
+        )
         naive = None
         if not args.skip_naive:
             step(f"naive baseline: a full render for each of {args.sample} readers")
@@ -271,9 +302,15 @@ def measure(args: argparse.Namespace, workdir: str, started: float) -> Results:
             raw_sink = sink.stop()
         forget_edition(url, key)
         step(f"run_edition through SMTP ({args.connections} connections) into the sink")
-        with SinkProcess() as sink:
+        progress = sent_rows(key) if server else None
+        with SinkProcess() as sink, ServerCpu(server and url, progress=progress) as smtp_server:
             smtp = in_child(phase_smtp, workdir, url, sink.port, args.connections)
             smtp_sink = sink.stop()
+        step(
+            f"   {smtp.rate:,.0f} msg/s end to end, {smtp.send_rate:,.0f} while sending "
+            f"(raw client {raw.rate:,.0f}); peak RSS {smtp.rss_mb:.0f} MB"
+        )
+        workers = measure_workers(args, workdir, url, key, smtp, smtp_server, smtp_sink)
         if args.profile:
             step(f"profiling run_edition into a discarding transport -> {args.profile}")
             forget_edition(url, key)
@@ -282,7 +319,8 @@ def measure(args: argparse.Namespace, workdir: str, started: float) -> Results:
     with database(args.postgres, workdir, "small") as url:
         step(f"the discarding run again at {few:,} subscribers (flat in N?)")
         in_child(phase_generate, url, few)
-        small = in_child(phase_discard, workdir, url)
+        with ServerCpu(server and url) as small_server:
+            small = in_child(phase_discard, workdir, url)
     return Results(
         subscribers=args.subscribers,
         database="PostgreSQL (fresh schema)" if args.postgres else "SQLite (temporary file)",
@@ -297,6 +335,57 @@ def measure(args: argparse.Namespace, workdir: str, started: float) -> Results:
         small_subscribers=few,
         naive=naive,
         seconds=time.perf_counter() - started,
+        server=discard_server.seconds if server else None,
+        small_server=small_server.seconds,
+        smtp_server=smtp_server.seconds,
+        workers=workers,
+    )
+
+
+def measure_workers(
+    args: argparse.Namespace,
+    workdir: str,
+    url: str,
+    key: str,
+    one: Run,
+    one_server: ServerCpu,
+    one_sink: SinkReport,
+) -> list[WorkerRun]:
+    """On PostgreSQL: the SMTP run above as one process, then ``--workers N`` for each other
+    N asked for, then two ``digest send --worker`` processes (as on two machines)."""
+    counts = sorted(set(args.workers))
+    if args.postgres is None or counts == [1]:
+        return []
+    runs = [worker_run("--workers 1", 1, one).with_sink(one_server, one_sink)]
+    for workers in counts:
+        if workers == 1:
+            continue
+        forget_edition(url, key)
+        step(f"run_edition with --workers {workers} into the sink")
+        with SinkProcess() as sink, ServerCpu(url, progress=sent_rows(key)) as server:
+            run = in_child(phase_smtp, workdir, url, sink.port, args.connections, workers)
+            report = sink.stop()
+        label = f"--workers {workers}"
+        runs.append(worker_run(label, workers, run).with_sink(server, report))
+    forget_edition(url, key)
+    step("two `digest send --worker` processes at once into the sink")
+    with SinkProcess() as sink, ServerCpu(url, progress=sent_rows(key)) as server:
+        cli = in_child(phase_cli_workers, workdir, url, sink.port, args.connections, 2)
+        report = sink.stop()
+    runs.append(cli.with_sink(server, report))
+    forget_edition(url, key)
+    return runs
+
+
+def worker_run(label: str, processes: int, run: Run) -> WorkerRun:
+    return WorkerRun(
+        label,
+        processes,
+        run.report.sent,
+        run.wall,
+        run.wall - run.wall_to_first_batch,
+        run.cpu,
+        counted=run.report.sent - run.first_batch,
     )
 
 
@@ -315,6 +404,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--connections", type=int, default=4, help="SMTP connections")
     parser.add_argument("--profile", metavar="FILE", help="also profile the discarding run")
+    parser.add_argument(
+        "--workers",
+        type=lambda value: [int(n) for n in value.split(",")],
+        default=[1, 2, 4],
+        metavar="LIST",
+        help="PostgreSQL: sending processes to compare (default 1,2,4; 1 skips the phase)",
+    )
     args = parser.parse_args(argv)
     started = time.perf_counter()
     print(f"send_edition benchmark: {args.subscribers:,} subscribers", flush=True)

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import String, cast, func, literal_column, select
+from sqlalchemy import String, cast, func, select
 from sqlalchemy.sql.selectable import ScalarSelect
 
 from digest.delivery.ledger import DELIVERIES, EDITIONS, SUBSCRIBERS
-from digest.store.models import DeliveryStatus
 from subscribers.models import Subscription
 
 SUBSCRIPTIONS = Subscription.metadata.tables[Subscription.__tablename__]
@@ -30,8 +29,9 @@ def reader_subqueries(edition_id: int | None) -> tuple[ScalarSelect[Any], Scalar
         .select_from(delivered.join(EDITIONS, EDITIONS.c.id == delivered.c.edition_id))
         .where(
             delivered.c.subscriber_id == SUBSCRIBERS.c.id,
-            # as a literal: the condition of the partial index ix_deliveries_subscriber_sent
-            delivered.c.status == literal_column(f"'{DeliveryStatus.SENT.value}'"),
+            # the condition of the partial index ix_deliveries_subscriber_sent, as it is:
+            # only rows sent have a sent_at
+            delivered.c.sent_at.is_not(None),
             EDITIONS.c.id != edition_id,
         )
         .scalar_subquery()
