@@ -75,6 +75,8 @@ class ServerCpu:
         self._start: dict[int, float] = {}
         self._last: dict[int, float] = {}
         self._ended = 0.0  # CPU of backends whose pid was reused meanwhile
+        self._kinds: dict[int, str] = {}  # pid -> backend_type ("autovacuum worker", ...)
+        self.autovacuum = 0.0  # of ``seconds``: autovacuum workers woken by the run
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -91,15 +93,16 @@ class ServerCpu:
         return self
 
     def _poll(self) -> dict[int, float]:
-        pids = self._connection.execute(
+        rows = self._connection.execute(
             text(
-                "SELECT pid FROM pg_stat_activity "
+                "SELECT pid, backend_type FROM pg_stat_activity "
                 "WHERE datname = current_database() AND pid <> pg_backend_pid()"
             )
-        ).scalars()
+        ).all()
         self._connection.rollback()  # no snapshot kept open between polls
         found = {}
-        for pid in pids:
+        for pid, kind in rows:
+            self._kinds[pid] = kind
             cpu = process_cpu(pid)
             if cpu is not None:
                 found[pid] = cpu
@@ -139,6 +142,11 @@ class ServerCpu:
         self.backends = len(self._last)
         self.seconds = self._ended + sum(
             cpu - self._start.get(pid, 0.0) for pid, cpu in self._last.items()
+        )
+        self.autovacuum = sum(
+            cpu - self._start.get(pid, 0.0)
+            for pid, cpu in self._last.items()
+            if self._kinds.get(pid, "").startswith("autovacuum")
         )
         return self.seconds
 

@@ -107,6 +107,7 @@ class Results:
     #: CPU seconds of the PostgreSQL backends during the discarding runs and the SMTP run
     #: (None on SQLite, where the database works inside the client's process)
     server: float | None = None
+    server_autovacuum: float = 0.0  # of ``server``: autovacuum workers
     small_server: float = 0.0
     smtp_server: float = 0.0
     workers: list[WorkerRun] = field(default_factory=list)
@@ -229,7 +230,7 @@ def _print_cpu(r: Results) -> bool:
     if r.server is not None:
         print(
             f"  server (PostgreSQL backends, from /proc) {server:.1f} s = "
-            f"{r.per_naive(server)} naive-render times"
+            f"{r.per_naive(server)} naive-render times (autovacuum {r.server_autovacuum:.1f} s)"
         )
         print(
             f"  total {total:.1f} s = {total / n * 1e6:.0f} us/reader = "

@@ -289,7 +289,8 @@ def measure(args: argparse.Namespace, workdir: str, started: float) -> Results:
         key = discard.report.key
         step(  # as it comes: a long run stopped later still leaves its main figure
             f"   CPU before SMTP: client {discard.cpu:.1f} s, server {discard_server.seconds:.1f}"
-            f" s ({discard.cpu_to_first_batch:.1f} s client until the first batch); "
+            f" s (autovacuum {discard_server.autovacuum:.1f} s; "
+            f"{discard.cpu_to_first_batch:.1f} s client until the first batch); "
             f"peak RSS {discard.rss_mb:.0f} MB"
         )
         naive = None
@@ -336,6 +337,7 @@ def measure(args: argparse.Namespace, workdir: str, started: float) -> Results:
         naive=naive,
         seconds=time.perf_counter() - started,
         server=discard_server.seconds if server else None,
+        server_autovacuum=discard_server.autovacuum,
         small_server=small_server.seconds,
         smtp_server=smtp_server.seconds,
         workers=workers,
