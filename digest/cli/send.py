@@ -243,6 +243,12 @@ def _print_report(report: EditionReport, transport: str, settings: Settings) -> 
             "crash and went out now with their original Message-ID (those the server had "
             "taken before the crash reached their readers twice)."
         )
+    if report.possibly_duplicated:
+        out.print(
+            f"{report.possibly_duplicated} messages may have reached their readers twice "
+            "(re-sent after a crash, or no reply came after their end of data; those are "
+            "deferred, not sent again in this run)."
+        )
     if report.skipped:
         out.print(f"Skipped {report.skipped} (unsubscribed or erased since planning).")
     if report.deferred:

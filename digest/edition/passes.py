@@ -133,7 +133,8 @@ def send_passes(
     for delay in (0.0, *delays):
         if delay:
             with factory() as session:
-                if not ledger.count(session, edition_id, (DeliveryStatus.DEFERRED.value,)):
+                deferred = ledger.count(session, edition_id, (DeliveryStatus.DEFERRED.value,))
+                if deferred <= len(sender.held_back):  # those wait for the next run
                     break
             options.sleep(delay)
         after = 0

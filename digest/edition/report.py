@@ -29,6 +29,8 @@ class EditionReport:
     failed: int = 0
     skipped: int = 0
     resent_after_crash: int = 0
+    #: messages that may have reached their reader twice (see Tally.possibly_duplicated)
+    possibly_duplicated: int = 0
     previously_sent: int = 0
     #: rows worker processes still running had claimed when this run started (not requeued)
     held_by_workers: int = 0

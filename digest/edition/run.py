@@ -200,6 +200,7 @@ def _claim_and_send(
         tally.add(other)
     report.sent, report.failed, report.skipped = tally.sent, tally.failed, tally.skipped
     report.failures, report.resent_after_crash = tally.failures, tally.resent_after_crash
+    report.possibly_duplicated = tally.possibly_duplicated
 
 
 def _record(run: _Run, edition: EditionRef, report: EditionReport) -> None:
