@@ -193,12 +193,12 @@ class Sender:
             while running:
                 result = results.get()
                 if isinstance(result[0], list):
-                    left, stopped = result  # type: ignore[misc]
+                    left, stopped = result
                     untouched += left
                     failure = failure or stopped
                     running -= 1
                 else:
-                    take(*result)  # type: ignore[arg-type]
+                    take(*result)
             for worker in workers:
                 worker.join()
         while True:  # whatever no connection took (they all ended early)
@@ -273,7 +273,8 @@ class Sender:
             if skipped is not None:
                 put(item, skipped)
                 continue
-            assert item.address is not None and item.token is not None
+            assert item.address is not None
+            assert item.token is not None
             template = out.templates[item.variant_id]
             raw = template.personalize(
                 Recipient(item.address, item.name, item.token, item.message_id)
@@ -284,7 +285,10 @@ class Sender:
                 plain = plain and not _dotted(signed[: len(signed) - len(raw) + 1])
                 raw = signed
             envelope = Envelope(
-                out.sender(item.delivery_id), item.address, out.edition_key, out.numbers[item.variant_id]
+                out.sender(item.delivery_id),
+                item.address,
+                out.edition_key,
+                out.numbers[item.variant_id],
             )
             if limiter.per_hour or (limiter.rate is not None and limiter.rate < _SLOW):
                 yield None  # a long wait may follow: finish the message on the wire first

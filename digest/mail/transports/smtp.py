@@ -92,11 +92,14 @@ class _Line:
     """One open connection, read and written directly (smtplib only opens it)."""
 
     def __init__(self, conn: smtplib.SMTP) -> None:
-        assert conn.sock is not None and conn.file is not None
+        assert conn.sock is not None
+        assert conn.file is not None
         self.conn = conn
         self.sock: socket.socket = conn.sock
         self.file: BinaryIO = conn.file
         self.pipelining = conn.has_extn("pipelining")
+        with contextlib.suppress(OSError):  # each write is whole: Nagle would only delay it
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.dirty = False  # a failed transaction is open: RSET before the next MAIL
         self._timeout = self.sock.gettimeout()
 
@@ -334,9 +337,7 @@ class _Run:
                 yield ready, _unknown(exc)
             raise
         if ready is not None and result is not None:
-            yield ready, result
-            if self.line is None:  # a 421: what followed in the write is lost
-                raise _Dropped("the server closed the connection (421)")
+            yield ready, result  # after a 421 too: the replies that follow say if it closed
         if ready is None and line.dirty:
             line.reply(self.transport.timeout)  # RSET
             line.dirty = False
@@ -356,13 +357,10 @@ class _Run:
         yield job, _failure(*refusal)
 
     def _end_reply(self, line: _Line) -> str | DeliveryFailed:
-        """The reply to an end of data just written (raises _Dropped: outcome unknown).
-        A 421 closes the connection."""
+        """The reply to an end of data just written (raises _Dropped: outcome unknown)."""
         code, text = line.reply(self.transport.data_timeout)
         if code == 250:
             return f"{code} {text}"
-        if code == 421:
-            self._drop()
         return _failure(code, text)
 
     def _plain(self, line: _Line, job: Job) -> Delivered:
