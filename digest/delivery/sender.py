@@ -244,6 +244,8 @@ class Sender:
                 if journal is not None:
                     journal.outcome(item.delivery_id, row)
                 put(item, row)
+        except _Stopped:  # a message whose DATA was accepted is abandoned, not finished
+            pass
         except TransportUnavailable as exc:
             with self._lock:
                 self._down = self._down or exc
@@ -259,12 +261,17 @@ class Sender:
         taken: dict[int, Claim],
         put: Callable[[Claim, dict[str, object]], None],
     ) -> Iterator[Job | None]:
-        """The messages of one connection, personalised as it asks for them."""
+        """The messages of one connection, personalised as it asks for them. Ends when
+        the batch is done; raises _Stopped when the run must stop (the server is down, the
+        send lock is lost): then nothing more goes, not even the content of a message whose
+        DATA was accepted (its row is given back)."""
         out, limiter = self.outbound, self.limiter
-        while self._down is None and not self._lost:
+        while True:
+            if self._down is not None or self._lost:
+                raise _Stopped
             if self.holds is not None and not self.holds():
                 self._lost = True
-                return
+                raise _Stopped
             try:
                 item = todo.get_nowait()
             except queue.Empty:
@@ -366,6 +373,10 @@ class Sender:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+class _Stopped(Exception):
+    """Raised into a connection's run: hand over nothing more."""
 
 
 def _nothing(delivery_id: int) -> None:
