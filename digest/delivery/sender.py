@@ -23,34 +23,36 @@ from __future__ import annotations
 
 import queue
 import random
-import re
 import threading
-from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Protocol
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from digest.delivery.ledger import GAVE_UP, Claim, record, release
+from digest.delivery.ledger import Claim, record, release
+from digest.delivery.outcomes import (
+    MAX_ATTEMPTS,
+    Tally,
+    failure_reason,
+    failure_row,
+    server_wide,
+    skipped_row,
+)
 from digest.delivery.ratelimit import RateLimiter
 from digest.errors import SendLockLost, TransportUnavailable
 from digest.mail.message import MessageTemplate, Recipient
 from digest.mail.transports.base import DeliveryFailed, Envelope, Job, Transport
 from digest.store.db import utcnow
 from digest.store.models import DeliveryStatus
-from subscribers.models import Status
+
+__all__ = ["MAX_ATTEMPTS", "Journal", "Outbound", "Sender", "Tally", "backoff_delays"]
+__all__ += ["failure_reason"]
 
 _SENT = DeliveryStatus.SENT.value  # read once: an enum's .value is a property
 _DEFERRED = DeliveryStatus.DEFERRED.value
 
-_ADDRESS = re.compile(r"<[^<>@\s]*@[^<>\s]*>|[^\s<>@,;:()\"']+@[^\s<>,;:()\"']+")
-#: A temporary reply that speaks for the whole server, not one mailbox: slow down.
-_SERVER_WIDE = re.compile(r"rate.?limit|too many|too fast|slow down|throttl", re.IGNORECASE)
-
-#: A temporary failure is retried until a delivery has had this many attempts.
-MAX_ATTEMPTS = 5
 #: Temporary failures in a row that mean the server is down: the run stops.
 DOWN_AFTER = 25
 #: Outcomes are recorded after this many messages of a batch: after a crash, at most these
@@ -80,28 +82,6 @@ def backoff_delays(retries: int, base: float, rng: random.Random | None = None) 
     """Exponential back-off with jitter: ``base * 2**i``, each between half and 1.5 times."""
     rng = rng or random.Random()
     return [base * 2**i * rng.uniform(0.5, 1.5) for i in range(retries)]
-
-
-@dataclass
-class Tally:
-    """What happened to the messages of a run."""
-
-    sent: int = 0
-    failed: int = 0
-    skipped: int = 0
-    resent_after_crash: int = 0
-    #: messages that may have reached their reader twice: re-sent after a crash (whatever
-    #: happened next), or whose end of data went out without a reply
-    possibly_duplicated: int = 0
-    failures: Counter[str] = field(default_factory=Counter)
-
-    def add(self, other: Tally) -> None:
-        """Count ``other``'s messages too (a worker process's, say)."""
-        self.sent, self.failed = self.sent + other.sent, self.failed + other.failed
-        self.skipped += other.skipped
-        self.resent_after_crash += other.resent_after_crash
-        self.possibly_duplicated += other.possibly_duplicated
-        self.failures.update(other.failures)
 
 
 @dataclass(frozen=True)
@@ -276,7 +256,7 @@ class Sender:
                 item = todo.get_nowait()
             except queue.Empty:
                 return
-            skipped = _skipped(item)
+            skipped = skipped_row(item)
             if skipped is not None:
                 put(item, skipped)
                 continue
@@ -321,13 +301,13 @@ class Sender:
                 self.held_back.add(item.delivery_id)
             row.update(status=_DEFERRED, detail=result.reply)
         else:
-            row.update(_failure(item, result))
+            row.update(failure_row(item, result))
         row["updated_at"] = now
         if not result.permanent:
-            self._temporary(True, server_wide=_server_wide(result))
+            self._temporary(True, slow_down=server_wide(result))
         return row
 
-    def _temporary(self, failed: bool, *, server_wide: bool = False) -> None:
+    def _temporary(self, failed: bool, *, slow_down: bool = False) -> None:
         """Track temporary failures in a row (past DOWN_AFTER the server counts as down);
         only a server-wide one slows the rate."""
         if not failed:
@@ -335,7 +315,7 @@ class Sender:
             with self._lock:
                 self._in_a_row = 0
             return
-        if server_wide:
+        if slow_down:
             self.limiter.deferred()
         with self._lock:
             self._in_a_row += 1
@@ -385,44 +365,3 @@ def _nothing(delivery_id: int) -> None:
 
 def _dotted(data: bytes) -> bool:
     return data.startswith(b".") or b"\r\n." in data
-
-
-def _skipped(item: Claim) -> dict[str, object] | None:
-    """The row of a reader who cannot get the message any more, or None."""
-    if item.address is None or item.token is None:
-        detail = "subscriber was erased"
-    elif item.subscriber_status != Status.ACTIVE:
-        detail = f"subscriber is {item.subscriber_status} since planning"
-    else:
-        return None
-    return {
-        "id": item.delivery_id,
-        "status": DeliveryStatus.SKIPPED.value,
-        "detail": detail,
-        "updated_at": utcnow(),
-    }
-
-
-def _server_wide(failure: DeliveryFailed) -> bool:
-    """A reply that asks the whole run to slow down: a 421 (the server closes the
-    connection) or one that says it is a rate limit; not a greylisted or full mailbox."""
-    return failure.code == 421 or bool(_SERVER_WIDE.search(failure.reply))
-
-
-def failure_reason(detail: str) -> str:
-    """A failure's reply as a reason shared by every recipient it happened to: addresses
-    are replaced by ``<address>`` and the text is cut at 60 characters."""
-    if detail.startswith(GAVE_UP):
-        return "too many temporary failures"
-    return _ADDRESS.sub("<address>", detail)[:60]
-
-
-def _failure(item: Claim, exc: DeliveryFailed) -> dict[str, object]:
-    if exc.permanent:
-        return {"status": DeliveryStatus.FAILED.value, "detail": exc.reply}
-    if item.attempts >= MAX_ATTEMPTS:
-        return {
-            "status": DeliveryStatus.FAILED.value,
-            "detail": f"{GAVE_UP} {item.attempts} attempts: {exc.reply}",
-        }
-    return {"status": _DEFERRED, "detail": exc.reply}
