@@ -545,3 +545,17 @@ def test_outcomes_are_recorded_every_hundred_messages_within_a_batch(
     got = sorted(e.recipient for e, _ in dying.outbox + memory.outbox)
     assert len(set(got)) == 300 and len(got) - 300 == 250 % every  # sent twice: the unrecorded
     assert {status for status, _, _ in ledger(factory).values()} == {"sent"}
+
+
+def test_the_rate_recovers_within_seconds_once_deferrals_stop() -> None:
+    time = FakeTime()
+    limiter = RateLimiter(per_second=1000, clock=time.clock, sleep=time.sleep)
+    for _ in range(20):  # a burst of 421s takes it down to the floor
+        limiter.deferred()
+    assert limiter.rate == limiter.floor == 0.5 and limiter.lowered == 20
+    while limiter.rate < 1000:  # then every message is accepted
+        limiter.acquire()
+        limiter.accepted()
+        assert time.now < 15, limiter.rate
+    # at the floor, 50 accepted messages alone would take 100 s for each tenth gained
+    assert time.now < 15

@@ -37,7 +37,7 @@ class RateLimiter:
         self.floor = floor
         self.recover_after = recover_after
         self.recover_seconds = recover_seconds
-        self._changed = clock()  # when the rate last changed
+        self._changed = clock()  # when the rate was last lowered or doubled
         #: how many times the rate was lowered (for reports and tests)
         self.lowered = 0
         self._clock, self._sleep = clock, sleep
@@ -109,5 +109,5 @@ class RateLimiter:
                 self._good, self._changed = 0, now
                 self.rate = min(ceiling, self.rate * 2)
             elif self._good >= self.recover_after:
-                self._good, self._changed = 0, now
+                self._good = 0
                 self.rate = min(ceiling, self.rate * 1.1)
