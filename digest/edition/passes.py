@@ -10,16 +10,14 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest.config import Settings
 from digest.delivery import ledger
-from digest.delivery.ledger import Claim, PendingVariant
+from digest.delivery.ledger import PendingVariant
 from digest.delivery.sender import Outbound, Sender, backoff_delays
 from digest.edition.checks import check_renders, preflight
 from digest.edition.variants import Built, Renders, render_each
@@ -29,7 +27,7 @@ from digest.planning.catalog import load_contents
 from digest.planning.plan import EditionRef
 from digest.render.renderer import Renderer
 from digest.store.db import utcnow
-from digest.store.models import DeliveryStatus, Edition, EditionStatus
+from digest.store.models import DeliveryStatus
 
 Progress = Callable[[int, int, int], None]  # done, total, failed
 
@@ -132,84 +130,25 @@ def send_passes(
         delays = backoff_delays(settings.send_retries, settings.retry_base_seconds)
 
     done = 0
-    with ThreadPoolExecutor(1, "digest-claim") as claimer:
-        for delay in (0.0, *delays):
-            if delay:
-                with factory() as session:
-                    deferred = ledger.count(session, edition_id, (DeliveryStatus.DEFERRED.value,))
-                    if deferred <= len(sender.held_back):  # those wait for the next run
-                        break
-                options.sleep(delay)
-            stopped, done = _one_pass(
-                factory, settings, edition_id, sender, options, total, done, renew, claimer
-            )
-            if stopped:
+    for delay in (0.0, *delays):
+        if delay:
+            with factory() as session:
+                deferred = ledger.count(session, edition_id, (DeliveryStatus.DEFERRED.value,))
+                if deferred <= len(sender.held_back):  # those wait for the next run
+                    break
+            options.sleep(delay)
+        after = 0
+        while True:
+            if options.should_stop():
                 return True
-    return False
-
-
-def _one_pass(
-    factory: sessionmaker[Session],
-    settings: Settings,
-    edition_id: int,
-    sender: Sender,
-    options: SendOptions,
-    total: int,
-    done: int,
-    renew: Callable[[], None],
-    claimer: ThreadPoolExecutor,
-) -> tuple[bool, int]:
-    """Claim and send every claimable row once. The next batch is claimed while this one
-    goes out (the connections would otherwise wait for the claim); it is given back if the
-    run stops, and treated as the edition says when it was cancelled or paused meanwhile.
-    Returns whether it stopped early, and how many rows are done."""
-    size = settings.send_batch_size
-    if options.should_stop():
-        return True, done
-    claims = ledger.claim(factory, edition_id, 0, size)
-    upcoming: Future[list[Claim] | None] | None = None
-    try:
-        while claims:
-            upcoming = claimer.submit(
-                ledger.claim, factory, edition_id, claims[-1].delivery_id, size
-            )
+            claims = ledger.claim(factory, edition_id, after, settings.send_batch_size)
+            if claims is None:  # cancelled or paused meanwhile
+                return True
+            if not claims:
+                break
+            after = claims[-1].delivery_id
             done += sender.send_batch(claims)
             renew()
             if options.progress:
                 options.progress(done, total, sender.tally.failed)  # may pass total: retries
-            claims, upcoming = upcoming.result(), None
-            if options.should_stop():
-                ledger.release(factory, claims or [])
-                return True, done
-            if claims and _halted(factory, edition_id, claims):
-                claims = None
-        return claims is None, done  # None: cancelled or paused meanwhile
-    finally:
-        if upcoming is not None:  # the send failed: give the next batch back untouched
-            ledger.release(factory, upcoming.result() or [])
-
-
-def _halted(factory: sessionmaker[Session], edition_id: int, claims: list[Claim]) -> bool:
-    """Whether the edition was cancelled or paused after ``claims`` were claimed; if so
-    they are skipped (cancelled, as ``cancel`` did to the rest) or given back (paused)."""
-    with factory() as session:
-        status = session.scalar(select(Edition.status).where(Edition.id == edition_id))
-    if status == EditionStatus.CANCELLED:
-        now = utcnow()
-        ledger.record(
-            factory,
-            [
-                {
-                    "id": c.delivery_id,
-                    "status": DeliveryStatus.SKIPPED.value,
-                    "detail": "edition cancelled",
-                    "updated_at": now,
-                }
-                for c in claims
-            ],
-        )
-        return True
-    if status == EditionStatus.PAUSED:
-        ledger.release(factory, claims)
-        return True
     return False
