@@ -130,7 +130,9 @@ class Settings:
     smtp: SmtpSettings | None = setting(  # noqa: RUF009
         None, v.smtp_url,
         "`smtp://user:pass@host:587?starttls=true`, `smtps://host:465`; `smtp://` uses "
-        "STARTTLS except on loopback; options `starttls`, `timeout` (seconds)",
+        "STARTTLS except on loopback; options `starttls`, `timeout` (seconds, default 30), "
+        "`data_timeout` (seconds to wait for the reply to the end of a message, default 600 "
+        "as RFC 5321 says)",
         key="smtp_url", example="smtp://user:password@smtp.example.org:587?starttls=true",
         default_text="none (needed by `transport = \"smtp\"`)", secret=True,
     )  # fmt: skip

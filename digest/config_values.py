@@ -28,7 +28,7 @@ WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 #: limits a local part to 64 octets; ids up to 19 digits).
 MAX_BOUNCE_LOCAL = 64 - len("+-") - 19 - 8
 #: The options ``smtp_url`` understands after ``?``.
-SMTP_URL_OPTIONS = ("starttls", "timeout")
+SMTP_URL_OPTIONS = ("starttls", "timeout", "data_timeout")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -45,6 +45,8 @@ class SmtpSettings:
     username: str | None = None
     password: str | None = field(default=None, repr=False)
     timeout: float = 30.0
+    #: the wait for the reply to the end of DATA (RFC 5321 §4.5.3.2.6: 10 minutes)
+    data_timeout: float = 600.0
 
 
 def did_you_mean(name: str, known: Iterable[str], *, prefix: str = "") -> str:
@@ -265,12 +267,8 @@ def parse_smtp_url(url: str, *, source: str = "environment") -> SmtpSettings:
         if option not in SMTP_URL_OPTIONS:
             hint = did_you_mean(option, SMTP_URL_OPTIONS) or "known: " + ", ".join(SMTP_URL_OPTIONS)
             raise ConfigError(key, f"unknown option {option!r}; {hint}", source=source)
-    timeout = 30.0
-    if "timeout" in query:
-        try:
-            timeout = float(query["timeout"])
-        except ValueError:
-            raise ConfigError(key, "timeout must be a number of seconds", source=source) from None
+    timeout = _seconds(query, "timeout", 30.0, source)
+    data_timeout = _seconds(query, "data_timeout", 600.0, source)
     try:
         port = parts.port
     except ValueError:
@@ -294,7 +292,23 @@ def parse_smtp_url(url: str, *, source: str = "environment") -> SmtpSettings:
         username=unquote(parts.username) if parts.username else None,
         password=unquote(parts.password) if parts.password else None,
         timeout=timeout,
+        data_timeout=data_timeout,
     )
+
+
+def _seconds(query: dict[str, str], option: str, default: float, source: str) -> float:
+    """An ``smtp_url`` option that is a positive number of seconds."""
+    if option not in query:
+        return default
+    try:
+        seconds = float(query[option])
+    except ValueError:
+        seconds = -1.0
+    if not seconds > 0 or seconds == float("inf"):
+        raise ConfigError(
+            "smtp_url", f"{option} must be a positive number of seconds", source=source
+        )
+    return seconds
 
 
 def is_loopback(host: str) -> bool:

@@ -10,6 +10,7 @@ Everything the CLI reports as one clear line derives from :class:`DigestError`::
      ├── MessageError         a built message that breaks the email standards
      ├── TransportError       the mail server or outbox cannot take messages
      │    └── TransportUnavailable   cannot connect at all: nothing was sent
+     ├── SendLockLost         the sender can no longer prove it holds the edition: it stopped
      ├── EditionError         an edition that cannot be run as asked
      ├── SendLockLost         a sender that can no longer prove it holds its edition
      ├── PreflightError       rendered digests that must not be sent (lists every problem)
@@ -68,14 +69,22 @@ class TransportUnavailable(TransportError):
     """The transport cannot be reached at all; nothing was handed over."""
 
 
+class SendLockLost(DigestError):
+    """The sender can no longer prove it holds the edition's send lock (its lease was not
+    renewed in time, or the database session holding the lock is gone): another sender may
+    be running, so it stopped before its next message."""
+
+    def __init__(self, edition: str = "", why: str = "") -> None:
+        what = f"edition {edition}" if edition else "the edition"
+        because = f" ({why})" if why else ""
+        super().__init__(
+            f"lost the send lock of {what}{because}; nothing more was sent, what was sent "
+            "is recorded; run `digest send` again once no other sender is running"
+        )
+
+
 class EditionError(DigestError):
     """An edition cannot be run as asked."""
-
-
-class SendLockLost(DigestError):
-    """The sender can no longer prove it holds the edition's send lock (its SQLite lease
-    was not renewed in time, or its PostgreSQL lock session is gone): it stopped before its
-    next message, after recording what it had sent, so that two senders never overlap."""
 
 
 class PreflightError(DigestError):

@@ -161,7 +161,10 @@ def test_other_variables_are_the_ones_the_project_reads() -> None:
             "unknown option 'startls'; did you mean starttls?",
         ),
         ("smtp://mail.example.org?timout=5", "unknown option 'timout'; did you mean timeout?"),
-        ("smtp://mail.example.org?tls", "unknown option 'tls'; known: starttls, timeout"),
+        (
+            "smtp://mail.example.org?tls",
+            "unknown option 'tls'; known: starttls, timeout, data_timeout",
+        ),
     ],
 )
 def test_unknown_smtp_url_options_are_refused_naming_the_setting(

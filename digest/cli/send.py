@@ -253,6 +253,12 @@ def _print_report(report: EditionReport, transport: str, settings: Settings) -> 
             f"{report.resent_after_crash} of the messages sent were such repeats (possibly "
             "a reader's second copy)."
         )
+    if report.possibly_duplicated:
+        out.print(
+            f"{report.possibly_duplicated} messages may have reached their readers twice "
+            "(re-sent after a crash, or no reply came after their end of data; those are "
+            "deferred, not sent again in this run)."
+        )
     if report.skipped:
         out.print(f"Skipped {report.skipped} (unsubscribed or erased since planning).")
     if report.deferred:

@@ -1,8 +1,10 @@
 """One rate limiter for a whole run, shared by every connection thread.
 
 Messages are spaced exactly ``1/per_second`` apart and at most ``per_hour`` go out in any
-hour. On a deferral (421, 451...) the rate halves, down to a floor; it climbs back by a tenth
-after every ``recover_after`` accepted messages. Without ``per_second`` the first deferral
+hour. On a server-wide deferral (a 421, a rate-limit reply; the sender decides which) the
+rate halves, down to a floor; it climbs back by a tenth after every ``recover_after`` accepted
+messages, and doubles for every ``recover_seconds`` without a deferral, so that a slow floor
+recovers within seconds once the deferrals stop. Without ``per_second`` the first deferral
 halves the rate measured over the last second or so, and once the rate has climbed back to
 that, messages go out unlimited again. It is one process's limiter (SQLite has a
 single sender); on PostgreSQL, processes share one limit through the database
@@ -27,12 +29,17 @@ class RateLimiter:
         sleep: Callable[[float], None] = time.sleep,
         floor: float = 0.5,
         recover_after: int = 50,
+        recover_seconds: float = 1.0,
     ) -> None:
         self.limit = per_second
         self.rate = per_second
         self.per_hour = per_hour
         self.floor = floor
         self.recover_after = recover_after
+        self.recover_seconds = recover_seconds
+        self._changed = clock()  # when the rate was last lowered or doubled
+        #: how many times the rate was lowered (for reports and tests)
+        self.lowered = 0
         self._clock, self._sleep = clock, sleep
         self._lock = threading.Lock()
         self._next = 0.0
@@ -83,6 +90,8 @@ class RateLimiter:
                 self._ceiling = current
             if current:
                 self.rate = max(self.floor, current / 2)
+                self.lowered += 1
+            self._changed = self._clock()
 
     def accepted(self) -> None:
         with self._lock:
@@ -95,6 +104,10 @@ class RateLimiter:
                     self._window, self._seen_rate = (self._clock(), 0), None
                 return
             self._good += 1
-            if self._good >= self.recover_after:
+            now = self._clock()
+            if now - self._changed >= self.recover_seconds:
+                self._good, self._changed = 0, now
+                self.rate = min(ceiling, self.rate * 2)
+            elif self._good >= self.recover_after:
                 self._good = 0
                 self.rate = min(ceiling, self.rate * 1.1)

@@ -1,74 +1,87 @@
 """Send claimed batches: personalise each message, hand it over, classify the outcome.
 
 Policy lives here, not in transports: a 5xx reply fails the row for good; a 4xx reply or a
-dropped connection defers it until ``MAX_ATTEMPTS``; an unreachable server (or too many
-temporary failures in a row) stops the run, the rest of the batch given back untouched.
-Messages go out on as many threads as the transport has connections, all under one
-rate limiter.
+dropped connection defers it until ``MAX_ATTEMPTS`` (retried later, per recipient, by the
+run's back-off passes); an unreachable server (or too many temporary failures in a row)
+stops the run, the rest of the batch given back untouched. Only server-wide signals (a 421,
+a reply saying rate limit or too many) slow the shared rate limiter: one greylisted or full
+mailbox does not slow the others.
+
+Each of the transport's connections drains a shared queue of the batch's rows on its own
+thread (:meth:`Transport.deliver`: a run of messages, pipelined across messages by SMTP);
+the outcomes come back to the calling thread, which records them every ``RECORD_EVERY``.
+
+Exactly once, as far as a sender can know it: a message whose end of data went out but
+whose reply never came is *possibly duplicated*: it is deferred with a detail saying so,
+never sent again in the same run, and counted, as is every row re-sent after a crash. A
+:class:`Journal` hears of each message just before its end of data is written and of each
+outcome, so that a crash re-sends at most what was on the wire. ``holds()`` is asked before
+each message: when the sender can no longer prove it holds the edition, nothing more goes.
 """
 
 from __future__ import annotations
 
+import queue
 import random
-import re
 import threading
-from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Protocol
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from digest.delivery.ledger import GAVE_UP, Claim, record, release
+from digest.delivery.ledger import Claim, record, release
+from digest.delivery.outcomes import (
+    MAX_ATTEMPTS,
+    Tally,
+    failure_reason,
+    failure_row,
+    server_wide,
+    skipped_row,
+)
 from digest.delivery.ratelimit import RateLimiter
 from digest.errors import SendLockLost, TransportUnavailable
 from digest.mail.message import MessageTemplate, Recipient
-from digest.mail.transports.base import DeliveryFailed, Envelope, Transport
+from digest.mail.transports.base import DeliveryFailed, Envelope, Job, Transport
 from digest.store.db import utcnow
 from digest.store.models import DeliveryStatus
-from subscribers.models import Status
+
+__all__ = ["MAX_ATTEMPTS", "Journal", "Outbound", "Sender", "Tally", "backoff_delays"]
+__all__ += ["failure_reason"]
 
 _SENT = DeliveryStatus.SENT.value  # read once: an enum's .value is a property
+_DEFERRED = DeliveryStatus.DEFERRED.value
 
-_ADDRESS = re.compile(r"<[^<>@\s]*@[^<>\s]*>|[^\s<>@,;:()\"']+@[^\s<>,;:()\"']+")
-
-#: A temporary failure is retried until a delivery has had this many attempts.
-MAX_ATTEMPTS = 5
 #: Temporary failures in a row that mean the server is down: the run stops.
 DOWN_AFTER = 25
 #: Outcomes are recorded after this many messages of a batch: after a crash, at most these
 #: (and those still on the wire) can have reached the server without being recorded.
 RECORD_EVERY = 100
+#: A limiter slower than this many messages a second makes a connection finish the message
+#: it holds before waiting (a server must not sit on an open DATA for the wait).
+_SLOW = 1.0
+
+
+class Journal(Protocol):
+    """What a crash journal hears from the sender. ``on_wire`` and ``outcome`` are called
+    from the connection threads (they must be thread-safe); ``flushed`` from the thread
+    that called :meth:`Sender.send_batch`."""
+
+    def on_wire(self, delivery_id: int) -> None:
+        """Just BEFORE the write that holds this message's end of data (".\\r\\n")."""
+
+    def outcome(self, delivery_id: int, row: Mapping[str, object]) -> None:
+        """Its reply is known (``row``: the ledger columns it will be recorded with)."""
+
+    def flushed(self) -> None:
+        """Every outcome passed so far is committed in the database."""
 
 
 def backoff_delays(retries: int, base: float, rng: random.Random | None = None) -> list[float]:
     """Exponential back-off with jitter: ``base * 2**i``, each between half and 1.5 times."""
     rng = rng or random.Random()
     return [base * 2**i * rng.uniform(0.5, 1.5) for i in range(retries)]
-
-
-@dataclass
-class Tally:
-    """What happened to the messages of a run."""
-
-    sent: int = 0
-    failed: int = 0
-    skipped: int = 0
-    resent_after_crash: int = 0
-    #: messages whose outcome is unknown and that may reach (or have reached) their reader
-    #: twice: a timeout or a dropped connection after the end of data (the SMTP transport)
-    possibly_duplicated: int = 0
-    failures: Counter[str] = field(default_factory=Counter)
-
-    def add(self, other: Tally) -> None:
-        """Count ``other``'s messages too (a worker process's, say)."""
-        self.sent, self.failed = self.sent + other.sent, self.failed + other.failed
-        self.skipped += other.skipped
-        self.resent_after_crash += other.resent_after_crash
-        self.possibly_duplicated += other.possibly_duplicated
-        self.failures.update(other.failures)
 
 
 @dataclass(frozen=True)
@@ -82,26 +95,13 @@ class Outbound:
     sign: Callable[[bytes], bytes] | None = None  # DKIM
 
 
-#: A row's new column values, or the reason it was not handed over (left as it was).
-Outcome = dict[str, object] | TransportUnavailable | SendLockLost
-
-
-class Journal(Protocol):
-    """Where a sender notes what is on the wire, so that a crash re-sends only that
-    (:mod:`digest.delivery.journal`)."""
-
-    def on_wire(self, delivery_id: int) -> None:
-        """Just before the write holding this message's end of data."""
-
-    def outcome(self, delivery_id: int, row: Mapping[str, object]) -> None:
-        """The reply is known: ``row`` is what the ledger will record."""
-
-    def flushed(self) -> None:
-        """Every outcome passed so far is committed in the database."""
+#: What a connection thread passes back: a row's outcome, or that the thread has ended
+#: (with the claims it took and never handed over, and what stopped it, if anything).
+_Done = tuple[list[Claim], BaseException | None]
 
 
 class Sender:
-    """Sends batches through one transport, on ``transport.concurrency`` threads."""
+    """Sends batches through one transport, one thread per connection."""
 
     def __init__(
         self,
@@ -114,119 +114,209 @@ class Sender:
         holds: Callable[[], bool] | None = None,
     ) -> None:
         self.factory = factory
-        self.journal = journal
-        self.holds = holds
         self.transport = transport
         self.outbound = outbound
         self.limiter = limiter or RateLimiter()
+        self.journal = journal
+        self.holds = holds
         self.tally = Tally()
         self._lock = threading.Lock()
         self._in_a_row = 0
-        self._down: TransportUnavailable | SendLockLost | None = None
-        threads = transport.concurrency
-        self._pool = ThreadPoolExecutor(threads, "digest-send") if threads > 1 else None
+        self._down: TransportUnavailable | None = None
+        self._lost = False
+        #: rows whose outcome is unknown: deferred, never sent again by this sender
+        self.held_back: set[int] = set()
 
     def send_batch(self, claims: list[Claim]) -> int:
-        """Send ``claims``, recording outcomes every ``RECORD_EVERY`` messages (one
-        statement per kind of outcome) while the next ones go out; returns how many rows
-        were handled. Raises TransportUnavailable (after recording what was done and
-        giving back what was not) when the server is unreachable or keeps deferring."""
-        if self._pool is None:
-            results: Iterator[Outcome] = map(self._one, claims)
-        else:  # all submitted at once, results taken in order as they come
-            results = self._pool.map(self._one, claims)
-        handled = 0
+        """Send ``claims``, recording outcomes every ``RECORD_EVERY`` messages while the
+        next ones go out; returns how many rows were handled. Raises TransportUnavailable
+        when the server is unreachable or keeps deferring, SendLockLost when ``holds()``
+        said no; either after recording what was done and giving back what was not."""
+        held = [c for c in claims if c.delivery_id in self.held_back]
+        todo: queue.SimpleQueue[Claim] = queue.SimpleQueue()
+        for item in claims:
+            if item.delivery_id not in self.held_back:
+                todo.put(item)
         outcomes: list[dict[str, object]] = []
-        untouched: list[Claim] = []
-        for item, result in zip(claims, results, strict=True):
-            if isinstance(result, dict):
-                outcomes.append(result)
-                self._count(item, result)
-                if len(outcomes) == RECORD_EVERY:
-                    record(self.factory, outcomes)
-                    self._flushed()
-                    handled, outcomes = handled + len(outcomes), []
-            else:
-                untouched.append(item)
-        record(self.factory, outcomes)
-        self._flushed()
+        untouched: list[Claim] = list(held)
+        handled = 0
+        failure: BaseException | None = None
+
+        def take(item: Claim, row: dict[str, object]) -> None:
+            nonlocal outcomes, handled
+            outcomes.append(row)
+            self._count(item, row)
+            if len(outcomes) == RECORD_EVERY:
+                self._record(outcomes)
+                handled, outcomes = handled + len(outcomes), []
+
+        threads = max(1, self.transport.concurrency)
+        if threads == 1:  # on this thread: an exception (a kill, in tests) records nothing
+            left, failure = self._connection(todo, take)
+            untouched += left
+        else:
+            results: queue.SimpleQueue[tuple[Claim, dict[str, object]] | _Done] = (
+                queue.SimpleQueue()
+            )
+            workers = [
+                threading.Thread(
+                    target=self._threaded,
+                    args=(todo, results),
+                    name=f"digest-send-{n}",
+                    daemon=True,
+                )
+                for n in range(threads)
+            ]
+            for worker in workers:
+                worker.start()
+            running = len(workers)
+            while running:
+                result = results.get()
+                if isinstance(result[0], list):
+                    left, stopped = result
+                    untouched += left
+                    failure = failure or stopped
+                    running -= 1
+                else:
+                    take(*result)
+            for worker in workers:
+                worker.join()
+        while True:  # whatever no connection took (they all ended early)
+            try:
+                untouched.append(todo.get_nowait())
+            except queue.Empty:
+                break
+        self._record(outcomes)
         release(self.factory, untouched)
+        if failure is not None:
+            raise failure
         if self._down is not None:
             raise self._down
+        if self._lost:
+            raise SendLockLost(self.outbound.edition_key)
         return handled + len(outcomes)
 
-    def _flushed(self) -> None:
-        if self.journal is not None:
+    def _record(self, outcomes: list[dict[str, object]]) -> None:
+        record(self.factory, outcomes)
+        if self.journal is not None and outcomes:
             self.journal.flushed()
 
-    def _one(self, item: Claim) -> Outcome:
-        if self._down is None and self.holds is not None and not self.holds():
-            with self._lock:
-                self._down = self._down or SendLockLost(
-                    f"lost the send lock of edition {self.outbound.edition_key}; stopped "
-                    "after recording what was sent (another `digest send` may be sending it)"
-                )
-        if self._down is not None:
-            return self._down  # the server is down or the lock lost: leave the row untouched
-        row = self._handed(item)
-        if isinstance(row, dict) and self.journal is not None:
-            self.journal.outcome(item.delivery_id, row)
-        return row
+    def _threaded(
+        self,
+        todo: queue.SimpleQueue[Claim],
+        results: queue.SimpleQueue[tuple[Claim, dict[str, object]] | _Done],
+    ) -> None:
+        left, failure = self._connection(todo, lambda item, row: results.put((item, row)))
+        results.put((left, failure))
 
-    def _handed(self, item: Claim) -> Outcome:
-        row: dict[str, object] = {"id": item.delivery_id}
-        if item.address is None or item.token is None:
-            row.update(
-                status=DeliveryStatus.SKIPPED.value,
-                detail="subscriber was erased",
-                updated_at=utcnow(),
-            )
-            return row
-        if item.subscriber_status != Status.ACTIVE:
-            row.update(
-                status=DeliveryStatus.SKIPPED.value,
-                detail=f"subscriber is {item.subscriber_status} since planning",
-                updated_at=utcnow(),
-            )
-            return row
-        out = self.outbound
-        raw = out.templates[item.variant_id].personalize(
-            Recipient(item.address, item.name, item.token, item.message_id)
-        )
-        if out.sign is not None:
-            raw = out.sign(raw)
-        envelope = Envelope(
-            out.sender(item.delivery_id),
-            item.address,
-            out.edition_key,
-            out.numbers[item.variant_id],
-        )
-        self.limiter.acquire()
-        if self.journal is not None:  # one message per connection at a time: the bound holds
-            self.journal.on_wire(item.delivery_id)
+    def _connection(
+        self, todo: queue.SimpleQueue[Claim], put: Callable[[Claim, dict[str, object]], None]
+    ) -> _Done:
+        """One connection's run: hand over rows from ``todo`` until it is empty or the run
+        must stop; returns the rows taken but not handed over, and an unexpected error."""
+        taken: dict[int, Claim] = {}
+        journal = self.journal
+        on_wire = journal.on_wire if journal is not None else _nothing
         try:
-            reply = self.transport.send(envelope, raw)
+            for job, result in self.transport.deliver(self._jobs(todo, taken, put), on_wire):
+                item = taken.pop(job.key)
+                row = self._outcome(item, result)
+                if journal is not None:
+                    journal.outcome(item.delivery_id, row)
+                put(item, row)
+        except _Stopped:  # a message whose DATA was accepted is abandoned, not finished
+            pass
         except TransportUnavailable as exc:
             with self._lock:
                 self._down = self._down or exc
-            return exc
-        except DeliveryFailed as exc:
-            row.update(_failure(item, exc), updated_at=utcnow())
-            self._temporary(not exc.permanent)
-            return row
-        self._temporary(False)
+        except Exception as exc:  # recorded and given back, then raised by send_batch
+            with self._lock:
+                self._down = self._down or TransportUnavailable(str(exc))
+            return list(taken.values()), exc
+        return list(taken.values()), None
+
+    def _jobs(
+        self,
+        todo: queue.SimpleQueue[Claim],
+        taken: dict[int, Claim],
+        put: Callable[[Claim, dict[str, object]], None],
+    ) -> Iterator[Job | None]:
+        """The messages of one connection, personalised as it asks for them. Ends when
+        the batch is done; raises _Stopped when the run must stop (the server is down, the
+        send lock is lost): then nothing more goes, not even the content of a message whose
+        DATA was accepted (its row is given back)."""
+        out, limiter = self.outbound, self.limiter
+        while True:
+            if self._down is not None or self._lost:
+                raise _Stopped
+            if self.holds is not None and not self.holds():
+                self._lost = True
+                raise _Stopped
+            try:
+                item = todo.get_nowait()
+            except queue.Empty:
+                return
+            skipped = skipped_row(item)
+            if skipped is not None:
+                put(item, skipped)
+                continue
+            assert item.address is not None
+            assert item.token is not None
+            template = out.templates[item.variant_id]
+            raw = template.personalize(
+                Recipient(item.address, item.name, item.token, item.message_id)
+            )
+            plain = template.plain
+            if out.sign is not None:
+                signed = out.sign(raw)
+                plain = plain and not _dotted(signed[: len(signed) - len(raw) + 1])
+                raw = signed
+            envelope = Envelope(
+                out.sender(item.delivery_id),
+                item.address,
+                out.edition_key,
+                out.numbers[item.variant_id],
+            )
+            if limiter.per_hour or (limiter.rate is not None and limiter.rate < _SLOW):
+                yield None  # a long wait may follow: finish the message on the wire first
+            limiter.acquire()
+            taken[item.delivery_id] = item
+            yield Job(item.delivery_id, envelope, raw, plain)
+
+    def _outcome(self, item: Claim, result: str | DeliveryFailed) -> dict[str, object]:
+        """The row's new columns; tracks temporary failures and server-wide slow-downs."""
         now = utcnow()
-        row.update(status=_SENT, detail=reply, sent_at=now, updated_at=now)
+        if isinstance(result, str):
+            self._temporary(False)
+            return {
+                "id": item.delivery_id,
+                "status": _SENT,
+                "detail": result,
+                "sent_at": now,
+                "updated_at": now,
+            }
+        row: dict[str, object] = {"id": item.delivery_id}
+        if result.unknown:
+            with self._lock:
+                self.held_back.add(item.delivery_id)
+            row.update(status=_DEFERRED, detail=result.reply)
+        else:
+            row.update(failure_row(item, result))
+        row["updated_at"] = now
+        if not result.permanent:
+            self._temporary(True, slow_down=server_wide(result))
         return row
 
-    def _temporary(self, failed: bool) -> None:
-        """Track temporary failures in a row; past DOWN_AFTER the server counts as down."""
+    def _temporary(self, failed: bool, *, slow_down: bool = False) -> None:
+        """Track temporary failures in a row (past DOWN_AFTER the server counts as down);
+        only a server-wide one slows the rate."""
         if not failed:
             self.limiter.accepted()
             with self._lock:
                 self._in_a_row = 0
             return
-        self.limiter.deferred()
+        if slow_down:
+            self.limiter.deferred()
         with self._lock:
             self._in_a_row += 1
             if self._in_a_row >= DOWN_AFTER and self._down is None:
@@ -237,6 +327,8 @@ class Sender:
 
     def _count(self, item: Claim, row: Mapping[str, object]) -> None:
         tally, status = self.tally, row["status"]
+        if item.resend and status != DeliveryStatus.SKIPPED:
+            tally.possibly_duplicated += 1  # its first copy may have arrived
         if status == DeliveryStatus.SENT:
             tally.sent += 1
             tally.resent_after_crash += item.resend
@@ -245,10 +337,11 @@ class Sender:
         elif status == DeliveryStatus.FAILED:
             tally.failed += 1
             tally.failures[failure_reason(str(row["detail"]))] += 1
+        elif row["id"] in self.held_back and not item.resend:
+            tally.possibly_duplicated += 1  # went out, no reply: counted once
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
+        return None
 
     def __enter__(self) -> Sender:
         return self
@@ -262,20 +355,13 @@ class Sender:
         self.close()
 
 
-def failure_reason(detail: str) -> str:
-    """A failure's reply as a reason shared by every recipient it happened to: addresses
-    are replaced by ``<address>`` and the text is cut at 60 characters."""
-    if detail.startswith(GAVE_UP):
-        return "too many temporary failures"
-    return _ADDRESS.sub("<address>", detail)[:60]
+class _Stopped(Exception):
+    """Raised into a connection's run: hand over nothing more."""
 
 
-def _failure(item: Claim, exc: DeliveryFailed) -> dict[str, object]:
-    if exc.permanent:
-        return {"status": DeliveryStatus.FAILED.value, "detail": exc.reply}
-    if item.attempts >= MAX_ATTEMPTS:
-        return {
-            "status": DeliveryStatus.FAILED.value,
-            "detail": f"{GAVE_UP} {item.attempts} attempts: {exc.reply}",
-        }
-    return {"status": DeliveryStatus.DEFERRED.value, "detail": exc.reply}
+def _nothing(delivery_id: int) -> None:
+    return None
+
+
+def _dotted(data: bytes) -> bool:
+    return data.startswith(b".") or b"\r\n." in data

@@ -139,7 +139,8 @@ def send_passes(
     for delay in (0.0, *delays):
         if delay:
             with factory() as session:
-                if not ledger.count(session, edition_id, (DeliveryStatus.DEFERRED.value,)):
+                deferred = ledger.count(session, edition_id, (DeliveryStatus.DEFERRED.value,))
+                if deferred <= len(sender.held_back):  # those wait for the next run
                     break
             options.sleep(delay)
         after = 0
@@ -147,10 +148,7 @@ def send_passes(
             if options.should_stop():
                 return True
             if holds is not None and not holds():
-                raise SendLockLost(
-                    f"lost the send lock of edition {sender.outbound.edition_key}; stopped "
-                    "after recording what was sent (another `digest send` may be sending it)"
-                )
+                raise SendLockLost(sender.outbound.edition_key)
             claims = ledger.claim(
                 factory, edition_id, after, settings.send_batch_size, on_claim=on_claim
             )

@@ -25,7 +25,7 @@ import email.policy
 import re
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.headerregistry import Address
 from email.utils import format_datetime, formataddr
 from typing import NamedTuple
@@ -155,13 +155,30 @@ def _starts(data: str, needle: str) -> list[int]:
     return found
 
 
+def opens_a_line_with_a_dot(data: bytes) -> bool:
+    """Whether a line of ``data`` starts with ``.`` (what SMTP must dot-stuff, RFC 5321
+    §4.5.2), counting its very start as a line start."""
+    return data.startswith(b".") or b"\r\n." in data or b"\n." in data
+
+
 @dataclass(frozen=True)
 class MessageTemplate:
-    """A message with three holes: the To line, the Message-ID and the token."""
+    """A message with three holes: the To line, the Message-ID and the token.
+
+    ``plain`` is decided once, here: no fixed part opens a line with a dot. The spliced
+    values cannot either (a To line starts with "To:" and folds with a space, a Message-ID
+    starts with "<", a token is letters, digits, "-" and "_"; tests/test_message_stuffing.py
+    proves it over arbitrary names and addresses), so when ``plain`` holds every
+    personalised message needs no dot-stuffing, and SMTP never scans the bytes for one."""
 
     parts: tuple[bytes, ...]
     slots: tuple[str, ...]  # between parts: "to", "message_id" or "token"
     placeholder: str
+    plain: bool = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        plain = not any(opens_a_line_with_a_dot(part) for part in self.parts)
+        object.__setattr__(self, "plain", plain)
 
     def personalize(self, recipient: Recipient) -> bytes:
         if len(recipient.token) != len(self.placeholder):

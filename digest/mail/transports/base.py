@@ -6,6 +6,7 @@ Transports only deliver. Retries, rate limits and the ledger live in
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import NamedTuple, Protocol
 
@@ -21,14 +22,36 @@ class Envelope(NamedTuple):
     variant: int = 0
 
 
-class DeliveryFailed(TransportError):
-    """One message was refused. ``permanent`` failures (5xx) must never be retried."""
+class Job(NamedTuple):
+    """One message for :meth:`Transport.deliver`: ``key`` names it in the callbacks (the
+    ledger row's id); ``plain`` says no line of ``message`` starts with a dot, so SMTP
+    need not look for one (the template knows it: see ``MessageTemplate.plain``)."""
 
-    def __init__(self, reply: str, *, permanent: bool, code: int | None = None) -> None:
+    key: int
+    envelope: Envelope
+    message: bytes
+    plain: bool = False
+
+
+class DeliveryFailed(TransportError):
+    """One message was refused. ``permanent`` failures (5xx) must never be retried.
+    ``unknown``: its end of data was written but no reply came (a timeout, a dropped
+    connection); the server may have taken it, so it must not be sent again at once."""
+
+    def __init__(
+        self, reply: str, *, permanent: bool, code: int | None = None, unknown: bool = False
+    ) -> None:
         super().__init__(reply)
         self.reply = reply
         self.permanent = permanent
         self.code = code
+        self.unknown = unknown
+
+
+#: What :meth:`Transport.deliver` yields per message: the server's reply, or the failure.
+Delivered = tuple[Job, "str | DeliveryFailed"]
+#: Called with a job's key just before the write that holds its end of data.
+OnWire = Callable[[int], None]
 
 
 class Transport(Protocol):
@@ -43,6 +66,14 @@ class Transport(Protocol):
         """Deliver ``message``; return the server's reply (or where it was written)."""
         ...
 
+    def deliver(self, jobs: Iterable[Job | None], on_wire: OnWire) -> Iterator[Delivered]:
+        """Deliver a run of messages on one connection, yielding each outcome as soon as it
+        is known (SMTP with PIPELINING: one message later). A ``None`` among the jobs means
+        "nothing more for a while": finish what is on the wire first. Raises
+        TransportUnavailable (after yielding what it knows) when nothing more can be sent;
+        jobs it took but did not yield are then untouched."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -51,6 +82,22 @@ class TransportBase:
 
     name = "base"
     concurrency = 1
+
+    def send(self, envelope: Envelope, message: bytes) -> str:
+        raise NotImplementedError
+
+    def deliver(self, jobs: Iterable[Job | None], on_wire: OnWire) -> Iterator[Delivered]:
+        """One message at a time through :meth:`send` (transports that do not pipeline)."""
+        for job in jobs:
+            if job is None:
+                continue
+            on_wire(job.key)
+            try:
+                reply = self.send(job.envelope, job.message)
+            except DeliveryFailed as exc:
+                yield job, exc
+                continue
+            yield job, reply
 
     def close(self) -> None:
         return None

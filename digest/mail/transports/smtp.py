@@ -1,34 +1,39 @@
-"""SMTP delivery: STARTTLS or implicit TLS, login, a pool of reused connections, and
-PIPELINING (RFC 2920) where the server offers it, handing over the bytes as they are.
+"""SMTP delivery: STARTTLS or implicit TLS, login, and a pool of reused connections, each
+taking a run of messages (:meth:`SmtpTransport.deliver`), pipelined across messages where
+the server offers PIPELINING (the conversation itself: :mod:`.smtp_wire`).
 
-With pipelining a message costs two round trips (MAIL+RCPT+DATA, then the content) instead
-of four. Failures become :class:`DeliveryFailed` (permanent for 5xx replies) or, when no
-connection can be opened at all, :class:`TransportUnavailable`. A server that refuses a
-further connection (a 421 greeting: too many connections) while others are open gets no
-more than those: the threads share them.
+Failures become :class:`DeliveryFailed` (permanent for 5xx replies; ``unknown`` when the end
+of data went out without a reply) or, when no connection can be opened at all,
+:class:`TransportUnavailable`. A server that refuses a further connection (a 421 greeting:
+too many connections) while others are open gets no more than those: a run that cannot get
+its own connection ends without taking a message.
 """
 
 from __future__ import annotations
 
 import contextlib
 import queue
-import re
 import smtplib
 import ssl
 import threading
+from collections.abc import Iterable, Iterator
 from typing import Protocol
 
 from digest.errors import TransportUnavailable
-from digest.mail.transports.base import DeliveryFailed, Envelope, TransportBase
+from digest.mail.transports.base import (
+    Delivered,
+    DeliveryFailed,
+    Envelope,
+    Job,
+    OnWire,
+    TransportBase,
+)
+from digest.mail.transports.smtp_wire import Conversation, Line, dot_stuff, reply_text
 
-_LEADING_DOT = re.compile(rb"(?m)^\.")
+__all__ = ["DATA_TIMEOUT", "SmtpOptions", "SmtpTransport", "dot_stuff"]
 
-
-def dot_stuff(message: bytes) -> bytes:
-    """RFC 5321 §4.5.2 transparency; a no-op (one scan) for digest's own messages."""
-    if message.startswith(b".") or b"\r\n." in message:
-        return _LEADING_DOT.sub(b"..", message)
-    return message
+#: RFC 5321 §4.5.3.2.6: wait this long for the reply to the end of data.
+DATA_TIMEOUT = 600.0
 
 
 class SmtpOptions(Protocol):
@@ -46,11 +51,13 @@ class SmtpOptions(Protocol):
     def password(self) -> str | None: ...
     @property
     def timeout(self) -> float: ...
+    @property
+    def data_timeout(self) -> float: ...
 
 
 class SmtpTransport(TransportBase):
-    """``connections`` SMTP connections, opened on demand and reused; safe to call from
-    that many threads at once (``concurrency``)."""
+    """``connections`` SMTP connections, opened on demand and reused; as many runs of
+    :meth:`deliver` (or calls of :meth:`send`) may go on at once (``concurrency``)."""
 
     name = "smtp"
 
@@ -62,10 +69,12 @@ class SmtpTransport(TransportBase):
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.settings = settings
+        self.timeout = settings.timeout
+        self.data_timeout = getattr(settings, "data_timeout", DATA_TIMEOUT)
         self.concurrency = max(1, connections)
         self.ssl_context = ssl_context or ssl.create_default_context()
-        self._idle: queue.LifoQueue[smtplib.SMTP] = queue.LifoQueue()
-        self._open: set[smtplib.SMTP] = set()
+        self._idle: queue.LifoQueue[Line] = queue.LifoQueue()
+        self._open: set[Line] = set()
         self._lock = threading.Lock()
         self._opening = threading.Lock()
         self.most = self.concurrency  # connections the server accepts, as far as is known
@@ -74,7 +83,9 @@ class SmtpTransport(TransportBase):
     def where(self) -> str:
         return f"{self.settings.host}:{self.settings.port}"
 
-    def _connect(self) -> smtplib.SMTP:
+    # ------------------------------------------------------------ connections
+
+    def _connect(self) -> Line:
         s = self.settings
         try:
             conn: smtplib.SMTP
@@ -97,18 +108,22 @@ class SmtpTransport(TransportBase):
         except smtplib.SMTPAuthenticationError as exc:
             raise TransportUnavailable(
                 f"SMTP server {self.where} refused the login: {exc.smtp_code} "
-                f"{_text(exc.smtp_error)}"
+                f"{reply_text(exc.smtp_error)}"
             ) from None
         except (OSError, smtplib.SMTPException) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             raise TransportUnavailable(
                 f"cannot connect to SMTP server {self.where}: {reason}"
             ) from None
+        line = Line(conn)
         with self._lock:
-            self._open.add(conn)
-        return conn
+            self._open.add(line)
+        return line
 
-    def _checkout(self) -> smtplib.SMTP:
+    def checkout(self, *, wait: bool) -> Line | None:
+        """An idle connection or a new one. When the server takes no more connections than
+        are open: None, or with ``wait`` one that comes free. TransportUnavailable when
+        none can be opened at all."""
         try:
             return self._idle.get_nowait()
         except queue.Empty:
@@ -125,96 +140,62 @@ class SmtpTransport(TransportBase):
                     if not self._open:
                         raise
                     self.most = len(self._open)  # the server takes no more than these
+        if not wait:
+            return None
         try:
-            return self._idle.get(timeout=self.settings.timeout)
+            return self._idle.get(timeout=self.timeout)
         except queue.Empty:
             raise TransportUnavailable(
-                f"no SMTP connection to {self.where} came free in {self.settings.timeout} s"
+                f"no SMTP connection to {self.where} came free in {self.timeout} s"
             ) from None
 
-    def _discard(self, conn: smtplib.SMTP) -> None:
+    def checkin(self, line: Line) -> None:
+        self._idle.put(line)
+
+    def discard(self, line: Line) -> None:
         with self._lock:
-            self._open.discard(conn)
+            self._open.discard(line)
         with contextlib.suppress(OSError):
-            conn.close()
+            line.conn.close()
+
+    # ------------------------------------------------------------ sending
 
     def send(self, envelope: Envelope, message: bytes) -> str:
-        for attempt in (1, 2):
-            conn = self._checkout()
-            try:
-                if conn.has_extn("pipelining"):
-                    reply = _send_pipelined(conn, envelope, message)
-                else:
-                    conn.sendmail(envelope.sender, [envelope.recipient], message)
-                    reply = "250 accepted"
-            except (smtplib.SMTPServerDisconnected, ConnectionError, TimeoutError) as exc:
-                self._discard(conn)  # a pooled connection may have gone stale: retry once
-                if attempt == 2:
-                    raise DeliveryFailed(f"connection lost: {exc}", permanent=False) from None
-                continue
-            except smtplib.SMTPRecipientsRefused as exc:
-                code, text = next(iter(exc.recipients.values()))
-                self._idle.put(conn)
-                raise _failure(code, text) from None
-            except smtplib.SMTPResponseException as exc:
-                if exc.smtp_code == 421:  # the server is closing this connection
-                    self._discard(conn)
-                else:
-                    self._idle.put(conn)
-                raise _failure(exc.smtp_code, exc.smtp_error) from None
-            self._idle.put(conn)
-            return reply
+        """One message (notices, tests): raises DeliveryFailed if it was not taken."""
+        for _, result in self._run([Job(0, envelope, message)], lambda key: None, wait=True):
+            if isinstance(result, DeliveryFailed):
+                raise result
+            return result
         raise AssertionError("unreachable")
+
+    def deliver(self, jobs: Iterable[Job | None], on_wire: OnWire) -> Iterator[Delivered]:
+        """A run of messages on one connection; see the module's docstring. Takes no job
+        when the server accepts no further connection while others are open."""
+        return self._run(jobs, on_wire, wait=False)
+
+    def _run(
+        self, jobs: Iterable[Job | None], on_wire: OnWire, *, wait: bool
+    ) -> Iterator[Delivered]:
+        line = self.checkout(wait=wait)
+        if line is None:
+            return
+        run = Conversation(self, line, on_wire)
+        try:
+            for job in jobs:
+                if job is None:
+                    yield from run.finish()
+                else:
+                    yield from run.one(job)
+            yield from run.finish()
+        finally:
+            run.close()
 
     def close(self) -> None:
         with self._lock:
-            connections, self._open = list(self._open), set()
-        for conn in connections:
+            lines, self._open = list(self._open), set()
+        for line in lines:
             try:
-                conn.quit()
+                line.conn.quit()
             except (OSError, smtplib.SMTPException):
-                conn.close()
+                line.conn.close()
         self._idle = queue.LifoQueue()
-
-
-def _send_pipelined(conn: smtplib.SMTP, envelope: Envelope, message: bytes) -> str:
-    """MAIL, RCPT and DATA in one write; the content in a second. Raises like smtplib."""
-    sock = conn.sock
-    if sock is None:
-        raise smtplib.SMTPServerDisconnected("not connected")
-    sender = envelope.sender.encode("ascii")
-    recipient = envelope.recipient.encode("ascii")
-    sock.sendall(b"MAIL FROM:<%s>\r\nRCPT TO:<%s>\r\nDATA\r\n" % (sender, recipient))
-    mail, rcpt, data = conn.getreply(), conn.getreply(), conn.getreply()
-    if data[0] == 354 and (mail[0] != 250 or rcpt[0] not in (250, 251)):
-        sock.sendall(b".\r\n")  # a server that said 354 anyway: end the empty message
-        conn.getreply()
-    if mail[0] != 250:
-        _reset(conn)
-        raise smtplib.SMTPResponseException(mail[0], mail[1])
-    if rcpt[0] not in (250, 251):
-        _reset(conn)
-        raise smtplib.SMTPRecipientsRefused({envelope.recipient: rcpt})
-    if data[0] != 354:
-        _reset(conn)
-        raise smtplib.SMTPResponseException(data[0], data[1])
-    body = dot_stuff(message)
-    sock.sendall(body + (b".\r\n" if body.endswith(b"\r\n") else b"\r\n.\r\n"))
-    code, text = conn.getreply()
-    if code != 250:
-        raise smtplib.SMTPResponseException(code, text)
-    return f"{code} {_text(text)}"
-
-
-def _reset(conn: smtplib.SMTP) -> None:
-    with contextlib.suppress(smtplib.SMTPException):
-        conn.rset()
-
-
-def _text(reply: bytes | str) -> str:
-    return reply.decode("utf-8", "replace") if isinstance(reply, bytes) else reply
-
-
-def _failure(code: int, reply: bytes | str) -> DeliveryFailed:
-    text = _text(reply)
-    return DeliveryFailed(f"{code} {text}".strip(), permanent=500 <= code < 600, code=code)
