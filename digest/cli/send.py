@@ -242,22 +242,16 @@ def _print_report(report: EditionReport, transport: str, settings: Settings) -> 
             f"{report.recorded_from_journal} messages in flight when an earlier run stopped "
             "had their reply in its journal: recorded, not sent again."
         )
-    if report.possibly_duplicated:
-        out.print(
-            f"{report.possibly_duplicated} messages may have reached readers twice (on the "
-            "wire without a known reply when an earlier run stopped, or after a timeout); "
-            "each was sent again with its original Message-ID."
-        )
     if report.resent_after_crash:
         out.print(
-            f"{report.resent_after_crash} of the messages sent were such repeats (possibly "
-            "a reader's second copy)."
+            f"{report.resent_after_crash} of the messages sent were re-sent after an earlier "
+            "run stopped with them on the wire (each with its original Message-ID)."
         )
     if report.possibly_duplicated:
         out.print(
             f"{report.possibly_duplicated} messages may have reached their readers twice "
-            "(re-sent after a crash, or no reply came after their end of data; those are "
-            "deferred, not sent again in this run)."
+            "(on the wire without a known reply when an earlier run stopped, or no reply "
+            "came after their end of data; the latter are deferred, not sent again now)."
         )
     if report.skipped:
         out.print(f"Skipped {report.skipped} (unsubscribed or erased since planning).")

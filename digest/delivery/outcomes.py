@@ -35,8 +35,8 @@ class Tally:
     failed: int = 0
     skipped: int = 0
     resent_after_crash: int = 0
-    #: messages that may have reached their reader twice: re-sent after a crash (whatever
-    #: happened next), or whose end of data went out without a reply
+    #: messages of this run whose end of data went out without a reply (they may have
+    #: reached their reader; re-sent in-flight rows are counted by the resume instead)
     possibly_duplicated: int = 0
     failures: Counter[str] = field(default_factory=Counter)
 

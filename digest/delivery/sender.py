@@ -327,8 +327,8 @@ class Sender:
 
     def _count(self, item: Claim, row: Mapping[str, object]) -> None:
         tally, status = self.tally, row["status"]
-        if item.resend and status != DeliveryStatus.SKIPPED:
-            tally.possibly_duplicated += 1  # its first copy may have arrived
+        # a re-sent in-flight row was counted as possibly duplicated once, by the resume
+        # that found it (whatever happens to it next); it is not counted again here
         if status == DeliveryStatus.SENT:
             tally.sent += 1
             tally.resent_after_crash += item.resend
@@ -337,7 +337,7 @@ class Sender:
         elif status == DeliveryStatus.FAILED:
             tally.failed += 1
             tally.failures[failure_reason(str(row["detail"]))] += 1
-        elif row["id"] in self.held_back and not item.resend:
+        elif row["id"] in self.held_back:
             tally.possibly_duplicated += 1  # went out, no reply: counted once
 
     def close(self) -> None:
