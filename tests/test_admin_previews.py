@@ -57,6 +57,11 @@ def test_switching_persona_to_a_subscriber_and_to_categories(
         "To: =?utf-8?b?Wm/DqyBNw7xsbGVy?= <zoe@example.org>"
         in page.get_by_label("Headers").inner_text()
     )
+    # the address is on the page, but in no URL: not the page's, a frame's or a link's
+    urls = [page.url, *page.locator("iframe").evaluate_all("fs => fs.map(f => f.src)")]
+    urls += page.locator("a").evaluate_all("links => links.map(a => a.href)")
+    assert "reader=" in page.url
+    assert not [url for url in urls if "zoe" in url.lower()]
 
     page.get_by_label("Subscriber email").fill("")
     page.get_by_label("Topics").fill("rehabilitation")
@@ -77,7 +82,9 @@ def test_a_test_to_an_address_that_is_not_one_is_not_sent(
 ) -> None:
     site, base = console
     page = open_page(browser, 1280)
-    page.goto(base + "/admin/view?subscriber=zoe@example.org")
+    page.goto(base + "/admin/")
+    page.get_by_label("Subscriber email").fill("zoe@example.org")
+    switch_persona(page)
     page.get_by_label("Send a test to").fill("not an address")
     page.get_by_label("Send a test to").evaluate("input => input.type = 'text'")
     page.get_by_role("button", name="Send test").click()
@@ -108,3 +115,23 @@ def test_template_edits_show_on_the_next_reload(
     assert page.frame_locator("iframe.phone").locator("title").inner_text() == ("This week: 1 new")
     server.shutdown()
     server.server_close()
+
+
+def test_a_link_to_a_subscriber_works_only_in_the_session_that_looked_them_up(
+    browser, console: tuple[Console, str]
+) -> None:
+    base = console[1]
+    page = open_page(browser, 1280)
+    page.goto(base + "/admin/")
+    page.get_by_label("Subscriber email").fill("zoe@example.org")
+    switch_persona(page)
+    expect(page.locator("h1")).to_have_text("What zoe@example.org gets")
+    link = page.url
+
+    other = open_page(browser, 1280)  # another browser context: another session
+    assert other.goto(link).status == 404
+    expect(other.get_by_role("alert")).to_contain_text("this preview link has expired")
+    assert "zoe" not in other.content().lower()
+    # nor does a GET name a subscriber by address
+    other.goto(base + "/admin/view?subscriber=zoe@example.org")
+    assert "What zoe@example.org gets" not in other.content()

@@ -4,17 +4,21 @@ widths), the text part and the raw ``.eml``, each exactly what ``digest preview`
 (:mod:`digest.preview.reader`, the same code as a send); and test sends of them.
 
 Pages change nothing; a test send is a POST ("[TEST] " subject, no ledger row). A variant
-is named by a hash of its key, so URLs carry no reader's id.
+is named by a hash of its key, so URLs carry no reader's id. A subscriber is looked up by a
+POSTed address and then named in URLs by a random reference that only this admin's
+session maps back to the address (the latest ``KEEP_READERS``), so no address reaches a
+URL, a browser's history or a server's access log.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import re
+import secrets
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
-from flask import Response, flash, redirect, render_template, request, url_for
+from flask import Response, flash, redirect, render_template, request, session, url_for
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from digest.errors import DigestError
@@ -26,7 +30,10 @@ from digest.web.admin.variants import ledger_variants, variant_id
 from digest.web.state import current_web
 
 PHONE_WIDTH, DESKTOP_WIDTH = 375, 680
-_FIELDS = ("variant", "subscriber", "categories", "since")
+_FIELDS = ("variant", "reader", "categories", "since")
+#: Readers looked up in a session that keep their reference (older links say "look up again").
+KEEP_READERS = 20
+_READERS = "preview_readers"  # session key: reference -> address
 _UNSAFE = re.compile(r"[^A-Za-z0-9@._+-]")
 
 
@@ -35,22 +42,31 @@ class Target:
     """Which digest a page shows: a variant of this week, a subscriber, or topics."""
 
     variant: str = ""
-    subscriber: str = ""
+    subscriber: str = ""  # the address, never put in a URL: ``reader`` names it there
+    reader: str = ""
     categories: str = ""
     since: str = ""
 
     @classmethod
-    def from_values(cls, values: Mapping[str, str]) -> Target:
+    def from_values(cls, values: Mapping[str, str], readers: Mapping[str, str]) -> Target:
+        """The target a query or form names; a ``reader`` reference is looked up in
+        ``readers`` (DigestError when this session does not know it)."""
         got = {name: " ".join(str(values.get(name, "")).split())[:500] for name in _FIELDS}
-        if got["subscriber"]:
-            return cls(subscriber=got["subscriber"])
+        if got["reader"]:
+            address = readers.get(got["reader"])
+            if address is None:
+                why = "this preview link has expired (a link to a subscriber's digest works "
+                why += f"in the session that looked them up, for the latest {KEEP_READERS}); "
+                raise DigestError(why + "look the subscriber up again")
+            return cls(subscriber=address, reader=got["reader"])
         if got["categories"]:
             return cls(categories=got["categories"], since=got["since"])
         return cls(variant=got["variant"])
 
     @property
     def query(self) -> dict[str, str]:
-        return {k: v for k, v in asdict(self).items() if v}
+        """What a URL says of it: never the address."""
+        return {k: v for k, v in asdict(self).items() if v and k != "subscriber"}
 
     @property
     def title(self) -> str:
@@ -104,10 +120,45 @@ def load(target: Target) -> Preview:
     raise DigestError("that variant is not in this week's edition any more")
 
 
+def _readers() -> dict[str, str]:
+    """This session's references to the subscribers it looked up."""
+    known = session.get(_READERS)
+    return dict(known) if isinstance(known, dict) else {}
+
+
+def _remember(address: str) -> str:
+    """The reference a URL names ``address`` by in this session (kept for the latest
+    ``KEEP_READERS`` looked up)."""
+    readers = _readers()
+    for ref, known in readers.items():
+        if known == address:
+            return ref
+    ref = secrets.token_urlsafe(12)
+    readers[ref] = address
+    session[_READERS] = dict(list(readers.items())[-KEEP_READERS:])
+    return ref
+
+
+def _target(values: Mapping[str, str]) -> Target:
+    return Target.from_values(values, _readers())
+
+
+@bp.post("/view")
+def choose() -> WerkzeugResponse:
+    """The "Preview a reader" form: a subscriber's address is swapped for a reference
+    before any URL names them; topics go into the URL as they are."""
+    address = " ".join(str(request.form.get("subscriber", "")).split())[:500]
+    if address:
+        return redirect(url_for("admin.view", reader=_remember(address)), code=303)
+    query = Target.from_values(request.form, {}).query
+    return redirect(url_for("admin.view", _external=False, **query), code=303)
+
+
 @bp.get("/view")
 def view() -> tuple[str, int]:
-    target = Target.from_values(request.args)
+    target = Target()
     try:
+        target = _target(request.args)
         result = load(target)
     except DigestError as exc:
         return render_template("admin/preview_error.html", target=target, error=str(exc)), 404
@@ -123,7 +174,7 @@ def view() -> tuple[str, int]:
 
 def _loaded_or_404() -> Preview | Response:
     try:
-        result = load(Target.from_values(request.args))
+        result = load(_target(request.args))
     except DigestError as exc:
         return Response(str(exc), status=404, mimetype="text/plain")
     if not result.summaries:
@@ -155,7 +206,7 @@ def eml() -> Response:
     result = _loaded_or_404()
     if isinstance(result, Response):
         return result
-    name = Target.from_values(request.args).stem
+    name = _target(request.args).stem
     return Response(
         result.eml,
         mimetype="message/rfc822",
@@ -167,10 +218,11 @@ def eml() -> Response:
 def send_test() -> WerkzeugResponse:
     """Send the previewed digest to one address, marked as a test; no ledger row."""
     web = current_web()
-    target = Target.from_values(request.form)
+    target = Target()
     address = str(request.form.get("address", "")).strip()
     back = str(request.form.get("back", ""))
     try:
+        target = _target(request.form)
         result = load(target)
         transport = web.transport()
         try:
