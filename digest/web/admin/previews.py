@@ -150,7 +150,8 @@ def choose() -> WerkzeugResponse:
     address = " ".join(str(request.form.get("subscriber", "")).split())[:500]
     if address:
         return redirect(url_for("admin.view", reader=_remember(address)), code=303)
-    query = Target.from_values(request.form, {}).query
+    named = {name: str(request.form.get(name, "")) for name in ("variant", "categories", "since")}
+    query = Target.from_values(named, {}).query
     return redirect(url_for("admin.view", _external=False, **query), code=303)
 
 
