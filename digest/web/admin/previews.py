@@ -37,6 +37,11 @@ _READERS = "preview_readers"  # session key: reference -> address
 _UNSAFE = re.compile(r"[^A-Za-z0-9@._+-]")
 
 
+def _field(values: Mapping[str, str], name: str) -> str:
+    """A query's or form's field, its runs of white space made one space, at most 500."""
+    return " ".join(str(values.get(name, "")).split())[:500]
+
+
 @dataclass(frozen=True)
 class Target:
     """Which digest a page shows: a variant of this week, a subscriber, or topics."""
@@ -51,7 +56,7 @@ class Target:
     def from_values(cls, values: Mapping[str, str], readers: Mapping[str, str]) -> Target:
         """The target a query or form names; a ``reader`` reference is looked up in
         ``readers`` (DigestError when this session does not know it)."""
-        got = {name: " ".join(str(values.get(name, "")).split())[:500] for name in _FIELDS}
+        got = {name: _field(values, name) for name in _FIELDS}
         if got["reader"]:
             address = readers.get(got["reader"])
             if address is None:
@@ -147,10 +152,10 @@ def _target(values: Mapping[str, str]) -> Target:
 def choose() -> WerkzeugResponse:
     """The "Preview a reader" form: a subscriber's address is swapped for a reference
     before any URL names them; topics go into the URL as they are."""
-    address = " ".join(str(request.form.get("subscriber", "")).split())[:500]
+    address = _field(request.form, "subscriber")
     if address:
         return redirect(url_for("admin.view", reader=_remember(address)), code=303)
-    named = {name: str(request.form.get(name, "")) for name in ("variant", "categories", "since")}
+    named = {name: _field(request.form, name) for name in ("variant", "categories", "since")}
     query = Target.from_values(named, {}).query
     return redirect(url_for("admin.view", _external=False, **query), code=303)
 
