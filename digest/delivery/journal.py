@@ -13,8 +13,11 @@ fsync: a power cut is another matter, see below). The lines are
 - ``O col=value…`` the server's reply is known: the row's new column values (tab-separated,
   see :func:`_encode`).
 
-At each claim the file starts again (a new file renamed over the old one), since every
-outcome of the previous batch is committed by then: a journal holds one batch at most.
+At each claim the file starts again (a new file renamed over the old one), and the old
+file is kept beside it as the *older* one: the next batch is claimed while the previous
+one still goes out (:mod:`digest.delivery.ahead`), and that batch's lines must survive.
+The older file replaced at that claim held the batch before it, whose outcomes are all
+committed by then. A journal holds two batches at most, in two files.
 
 On resume (under the send lock, no worker running) :func:`read_journals` and
 :func:`resolve` decide for each row left ``sending``: an outcome is recorded as such and
@@ -93,7 +96,9 @@ class FileJournal:
             + json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "boot": boot_id()})
             + "\n"
         ).encode()
+        self.older = self.path.with_suffix(".1" + _SUFFIX)  # matches the same glob
         self._lock = threading.Lock()
+        self._claimed = False  # a batch was claimed: a new claim keeps its file as the older
         self._fd = self._start(b"")
         _OPEN.add(self)
 
@@ -106,9 +111,14 @@ class FileJournal:
         return fd
 
     def claimed(self, ids: Sequence[int]) -> None:
-        """A new batch: the previous one is all recorded, so the file starts again."""
+        """A new batch: the file starts again. The current file becomes the older one
+        (the batch still going out keeps its lines), replacing the batch before it, which
+        is all recorded: a sender claims batch N+1 only after batch N-1 is recorded."""
         line = ("C " + ",".join(map(str, ids)) + "\n").encode()
         with self._lock:
+            if self._claimed:
+                os.replace(self.path, self.older)
+            self._claimed = True
             old, self._fd = self._fd, self._start(line)
             os.close(old)
 
@@ -136,6 +146,7 @@ class FileJournal:
         _OPEN.discard(self)
         if remove:
             self.path.unlink(missing_ok=True)
+            self.older.unlink(missing_ok=True)
 
 
 def _encode(row: Mapping[str, object]) -> str:
@@ -255,7 +266,7 @@ def _alive(path: Path, pid: object) -> bool:
     if not isinstance(pid, int):
         return False
     if pid == os.getpid():  # a journal of this process: alive while it is open
-        return any(journal.path == path for journal in _OPEN)
+        return any(path in (journal.path, journal.older) for journal in _OPEN)
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -17,12 +17,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from digest.config import Settings
 from digest.delivery import ledger
+from digest.delivery.ahead import ClaimAhead
 from digest.delivery.journal import FileJournal
 from digest.delivery.ledger import PendingVariant
 from digest.delivery.sender import Outbound, Sender, backoff_delays
 from digest.edition.checks import check_renders, preflight
 from digest.edition.variants import Built, Renders, render_each
-from digest.errors import SendLockLost
 from digest.mail.dkim import DkimSigner
 from digest.mail.verp import envelope_sender
 from digest.planning.catalog import load_contents
@@ -129,35 +129,49 @@ def send_passes(
     """Claim and send until nothing is left, retrying deferred rows after back-off delays.
     Returns True when it stopped early (a stop request or the edition was cancelled).
     Each claim is noted in ``journal`` before it commits; a sender that can no longer
-    prove it ``holds`` the edition claims nothing more (SendLockLost)."""
-    on_claim = journal.claimed if journal is not None else None
+    prove it ``holds`` the edition claims nothing more (SendLockLost). The next batch is
+    claimed while one goes out (:class:`ClaimAhead`)."""
     delays = options.retry_delays
     if delays is None:
         delays = backoff_delays(settings.send_retries, settings.retry_base_seconds)
-
+    claims = ClaimAhead(
+        factory,
+        edition_id,
+        sender.outbound.edition_key,
+        settings.send_batch_size,
+        on_claim=journal.claimed if journal is not None else None,
+        holds=holds,
+    )
     done = 0
-    for delay in (0.0, *delays):
-        if delay:
-            with factory() as session:
-                deferred = ledger.count(session, edition_id, (DeliveryStatus.DEFERRED.value,))
-                if deferred <= len(sender.held_back):  # those wait for the next run
-                    break
-            options.sleep(delay)
-        after = 0
-        while True:
-            if options.should_stop():
+    with claims:
+        for delay in (0.0, *delays):
+            if delay:
+                with factory() as session:
+                    deferred = ledger.count(session, edition_id, (DeliveryStatus.DEFERRED.value,))
+                    if deferred <= len(sender.held_back):  # those wait for the next run
+                        break
+                options.sleep(delay)
+            stopped, done = _one_pass(claims, sender, options, total, done)
+            if stopped:
                 return True
-            if holds is not None and not holds():
-                raise SendLockLost(sender.outbound.edition_key)
-            claims = ledger.claim(
-                factory, edition_id, after, settings.send_batch_size, on_claim=on_claim
-            )
-            if claims is None:  # cancelled or paused meanwhile
-                return True
-            if not claims:
-                break
-            after = claims[-1].delivery_id
-            done += sender.send_batch(claims)
-            if options.progress:
-                options.progress(done, total, sender.tally.failed)  # may pass total: retries
     return False
+
+
+def _one_pass(
+    claims: ClaimAhead, sender: Sender, options: SendOptions, total: int, done: int
+) -> tuple[bool, int]:
+    """Send every claimable row once, claiming each batch while the one before goes out.
+    Returns whether it stopped early (a stop request, the edition cancelled or paused) and
+    how many rows are done so far."""
+    if options.should_stop():
+        return True, done
+    batch = claims.claim_now()
+    while batch:
+        claims.claim_next(batch[-1].delivery_id)
+        done += sender.send_batch(batch)  # raises: the next batch is given back
+        if options.progress:
+            options.progress(done, total, sender.tally.failed)  # may pass total: retries
+        if options.should_stop():
+            return True, done  # the next batch is given back
+        batch = claims.take()
+    return batch is None, done  # None: cancelled or paused
