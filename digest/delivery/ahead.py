@@ -82,7 +82,9 @@ class ClaimAhead:
         assert self._next is not None, "claim_next was not called"
         future, self._next = self._next, None
         claims = future.result()
-        if claims and self._halted(claims):
+        # an empty claim too: on PostgreSQL a cancel's uncommitted update locks the rows it
+        # skips, and SKIP LOCKED then finds nothing rather than a cancelled edition
+        if claims is not None and self._halted(claims):
             return None
         return claims
 
@@ -107,7 +109,7 @@ class ClaimAhead:
         so they are skipped (cancelled) or given back (paused)."""
         with self.factory() as session:
             status = session.scalar(select(Edition.status).where(Edition.id == self.edition_id))
-        if status == EditionStatus.CANCELLED:
+        if status == EditionStatus.CANCELLED:  # (recording no rows does nothing)
             now = utcnow()
             skipped = DeliveryStatus.SKIPPED.value
             ledger.record(
