@@ -158,11 +158,13 @@ class Settings:
         10.0, v.number(0, 3600), "seconds before the first retry; doubled for each next one"
     )
     send_batch_size: int = setting(
-        500, v.whole_number(1, 10_000),
-        "ledger rows claimed at a time (a crash re-sends at most one message per connection)",
-        note="How many ledger rows a sender claims at a time. Outcomes are recorded every "
-        "100\nmessages and journaled at once, so after a crash at most one message per "
-        "connection\ngoes out twice, with its original Message-ID, and is counted.",
+        2000, v.whole_number(1, 10_000),
+        "ledger rows claimed at a time, at most 10 s of sending at the rate limit",
+        note="How many ledger rows a sender claims at a time (fewer under a rate limit: at "
+        "most 10 s\nof sending, so that a cancel or pause takes effect within seconds). "
+        "Outcomes are recorded\nevery 100 messages and journaled at once, so after a crash "
+        "at most one message per\nconnection goes out twice, with its original Message-ID, "
+        "and is counted.",
     )  # fmt: skip
     send_lease_seconds: float = setting(
         600.0, v.number(1, 86400),

@@ -20,12 +20,15 @@ from sqlalchemy.orm import Session, sessionmaker
 from digest.config import Settings
 from digest.delivery.ahead import ClaimAhead
 from digest.delivery.journal import read_journals, resolve
+from digest.delivery.limits import batch_size
+from digest.edition.manage import cancel_edition
 from digest.edition.run import run_edition
 from digest.errors import SendLockLost, TransportUnavailable
 from digest.mail.transports import MemoryTransport
 from digest.mail.transports.base import Envelope
+from digest.store.db import transaction
 from digest.store.models import Delivery, Edition, EditionStatus
-from tests.conftest import NOW, add_categories, add_reader, add_summary
+from tests.conftest import NOW, add_categories, add_reader, add_summary, make_settings
 
 DAY = dt.timedelta(days=1)
 DATABASE = "sqlite:///nowhere/digest.sqlite3"
@@ -178,3 +181,45 @@ def test_the_journal_keeps_the_batch_still_going_out_across_the_next_claim(
     assert decided.resend == [4]  # on the wire when killed: at most one per connection
     assert decided.unsent == [5, 6]  # claimed ahead, never on the wire
     assert decided.unknown == 0
+
+
+@pytest.mark.parametrize(
+    ("overrides", "rows_at_a_time"),
+    [
+        ({}, 2000),  # no limit: send_batch_size
+        ({"send_batch_size": "300"}, 300),
+        ({"rate_per_second": "0.8"}, 8),  # 10 s of sending: a cancel waits at most that
+        ({"rate_per_second": "50"}, 500),
+        ({"rate_per_hour": "360"}, 1),
+        ({"rate_per_hour": "36000", "rate_per_second": "5"}, 50),  # the slower one
+        ({"rate_per_second": "100000"}, 2000),
+    ],
+)
+def test_a_batch_holds_at_most_ten_seconds_of_sending_at_the_rate_limit(
+    tmp_path: Path, overrides: dict[str, str], rows_at_a_time: int
+) -> None:
+    assert batch_size(make_settings(tmp_path, **overrides)) == rows_at_a_time
+
+
+@pytest.mark.usefixtures("planned")
+def test_under_a_slow_rate_limit_a_cancel_takes_effect_within_ten_seconds(
+    db_settings: Settings, engine: Engine, factory: sessionmaker[Session]
+) -> None:
+    class CancelAtFirst(MemoryTransport):
+        claimed: list[int] = []  # noqa: RUF012 (one instance)
+
+        def send(self, envelope: Envelope, message: bytes) -> str:
+            if not self.outbox:
+                claimed_ahead(factory, 4)  # this batch of 2, and the next one
+                self.claimed.append(statuses(factory).count("sending"))
+                with transaction(factory) as session:  # as `digest cancel` does
+                    cancel_edition(session, "2026-W48")
+            return super().send(envelope, message)
+
+    # 0.2 a second: 10 s of sending is 2 messages (send_batch_size would be 2000)
+    settings = replace(db_settings, rate_per_second=0.2)
+    transport = CancelAtFirst()
+    report = run_edition(settings, transport, now=NOW, engine=engine)
+    assert CancelAtFirst.claimed == [4]
+    assert report.stopped and len(transport.outbox) == 2  # the batch going out, no more
+    assert statuses(factory) == ["sent"] * 2 + ["skipped"] * 4

@@ -1,12 +1,26 @@
-"""Which rate limiter a run sends under."""
+"""Which rate limiter a run sends under, and how many rows it claims at a time."""
 
 from __future__ import annotations
+
+import math
 
 from sqlalchemy import Engine
 
 from digest.config import Settings
 from digest.delivery.ratelimit import RateLimiter
 from digest.delivery.ratelimit_shared import SharedRateLimiter
+
+#: Under a rate limit, a batch holds at most this many seconds of sending: the edition's
+#: state (cancelled, paused) is read at each claim, so it takes effect within that time.
+BATCH_SECONDS = 10.0
+
+
+def batch_size(settings: Settings) -> int:
+    """Rows claimed at a time: ``send_batch_size``, or fewer when the rate limit would make
+    a batch last longer than ``BATCH_SECONDS`` (at least one row)."""
+    rates = [settings.rate_per_second or math.inf, (settings.rate_per_hour or math.inf) / 3600]
+    within = min(rates) * BATCH_SECONDS
+    return max(1, settings.send_batch_size if within >= settings.send_batch_size else int(within))
 
 
 def limiter_for(settings: Settings, engine: Engine) -> RateLimiter:

@@ -20,6 +20,7 @@ from digest.delivery import ledger
 from digest.delivery.ahead import ClaimAhead
 from digest.delivery.journal import FileJournal
 from digest.delivery.ledger import PendingVariant
+from digest.delivery.limits import batch_size
 from digest.delivery.sender import Outbound, Sender, backoff_delays
 from digest.edition.checks import check_renders, preflight
 from digest.edition.variants import Built, Renders, render_each
@@ -138,7 +139,7 @@ def send_passes(
         factory,
         edition_id,
         sender.outbound.edition_key,
-        settings.send_batch_size,
+        batch_size(settings),
         on_claim=journal.claimed if journal is not None else None,
         holds=holds,
     )
