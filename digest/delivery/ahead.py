@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from types import TracebackType
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -29,8 +28,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from digest.delivery import ledger
 from digest.delivery.ledger import Claim
 from digest.errors import SendLockLost
-from digest.store.db import utcnow
-from digest.store.models import DeliveryStatus, Edition, EditionStatus
+from digest.store.db import transaction
+from digest.store.models import Edition, EditionStatus
 
 __all__ = ["ClaimAhead"]
 
@@ -42,8 +41,8 @@ class ClaimAhead:
 
     ``claim_now`` claims at once (the first batch of a pass); ``claim_next`` starts the
     claim of the batch after the given id and returns; ``take`` waits for it. None from
-    either means the edition was cancelled or paused: nothing more goes out. Use it as a
-    context manager: leaving it gives back a batch claimed and never taken."""
+    either means the edition was cancelled or paused: nothing more goes out. ``close``
+    gives back a batch claimed and never taken (use it with ``contextlib.closing``)."""
 
     def __init__(
         self,
@@ -109,25 +108,11 @@ class ClaimAhead:
         so they are skipped (cancelled) or given back (paused)."""
         with self.factory() as session:
             status = session.scalar(select(Edition.status).where(Edition.id == self.edition_id))
-        if status == EditionStatus.CANCELLED:  # (recording no rows does nothing)
-            now = utcnow()
-            skipped = DeliveryStatus.SKIPPED.value
-            ledger.record(
-                self.factory,
-                [
-                    {
-                        "id": c.delivery_id,
-                        "status": skipped,
-                        "detail": "edition cancelled",
-                        "attempts": c.attempts - 1,  # never tried
-                        "updated_at": now,
-                    }
-                    for c in claims
-                ],
-            )
-            return True
-        if status == EditionStatus.PAUSED:
+        if status in (EditionStatus.CANCELLED, EditionStatus.PAUSED):
             ledger.release(self.factory, claims)
+            if status == EditionStatus.CANCELLED:  # skipped, as the cancel did to the rest
+                with transaction(self.factory) as session:
+                    ledger.skip_cancelled(session, self.edition_id)
             return True
         return False
 
@@ -136,14 +121,3 @@ class ClaimAhead:
             self.give_back()
         finally:
             self._pool.shutdown(wait=True)
-
-    def __enter__(self) -> ClaimAhead:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

@@ -350,9 +350,14 @@ def cancel(session: Session, edition: Edition) -> int:
     """Cancel ``edition``: rows not yet handed over are skipped; returns how many. Rows a
     running sender holds (``sending``) are recorded by that sender, which then stops."""
     edition.status = EditionStatus.CANCELLED.value
+    return skip_cancelled(session, edition.id)
+
+
+def skip_cancelled(session: Session, edition_id: int) -> int:
+    """Skip the rows of a cancelled edition not yet handed over; returns how many."""
     result = session.execute(
         update(Delivery)
-        .where(Delivery.edition_id == edition.id, Delivery.status.in_(CLAIMABLE))
+        .where(Delivery.edition_id == edition_id, Delivery.status.in_(CLAIMABLE))
         .values(
             status=DeliveryStatus.SKIPPED.value, detail="edition cancelled", updated_at=utcnow()
         )

@@ -19,8 +19,7 @@ def batch_size(settings: Settings) -> int:
     """Rows claimed at a time: ``send_batch_size``, or fewer when the rate limit would make
     a batch last longer than ``BATCH_SECONDS`` (at least one row)."""
     rates = [settings.rate_per_second or math.inf, (settings.rate_per_hour or math.inf) / 3600]
-    within = min(rates) * BATCH_SECONDS
-    return max(1, settings.send_batch_size if within >= settings.send_batch_size else int(within))
+    return max(1, int(min(settings.send_batch_size, min(rates) * BATCH_SECONDS)))
 
 
 def limiter_for(settings: Settings, engine: Engine) -> RateLimiter:

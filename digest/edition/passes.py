@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Callable, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from functools import partial
 
@@ -144,7 +145,7 @@ def send_passes(
         holds=holds,
     )
     done = 0
-    with claims:
+    with closing(claims):
         for delay in (0.0, *delays):
             if delay:
                 with factory() as session:
