@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from digest.delivery import ledger
 from digest.delivery.ledger import DELIVERIES
 from digest.store.db import driver_time, insert_many, transaction, update_many
 from digest.store.models import Delivery, Edition, Variant
@@ -109,3 +110,57 @@ def test_insert_many_and_update_many_write_what_the_orm_reads(
         ("queued", None, None),
         ("sent", "250 ok", MOMENTS[1]),
     ]
+
+
+AWKWARD = [
+    'a "quoted" reply, with commas, {braces} and a \\ backslash',
+    "NULL",
+    "",
+    "  spaces around  ",
+    "line one\nline two\ttab",
+    "Zürich naïve 🙂",
+]
+
+
+def test_recorded_outcomes_read_back_exactly_whatever_their_text(
+    factory: sessionmaker[Session],
+) -> None:
+    """``ledger.record`` (on PostgreSQL one UPDATE from array literals) stores every value
+    as given: quotes, backslashes, commas, braces, the word NULL, empty text, line breaks,
+    non-ASCII; a None; a bool; times in other zones."""
+    edition_id, variant_id = _edition(factory)
+    with transaction(factory) as session:
+        time = driver_time(session.get_bind().dialect)
+        columns = ("edition_id", "variant_id", "status", "message_id", "attempts")
+        columns += ("created_at", "updated_at")
+        stamp = time(MOMENTS[0])
+        rows = [
+            (edition_id, variant_id, "sending", f"<r{n}@example.org>", 1, stamp, stamp)
+            for n in range(len(AWKWARD) + 1)
+        ]
+        insert_many(session, DELIVERIES, columns, rows)
+    with factory() as session:
+        ids = list(session.scalars(select(Delivery.id).order_by(Delivery.id)))
+    outcomes: list[dict[str, object]] = [
+        {
+            "id": row_id,
+            "status": "sent",
+            "detail": detail,
+            "sent_at": MOMENTS[n % 3],
+            "updated_at": MOMENTS[n % 3],
+        }
+        for n, (row_id, detail) in enumerate(zip(ids, AWKWARD, strict=False))
+    ]
+    outcomes.append(
+        {"id": ids[-1], "status": "deferred", "detail": None, "possibly_duplicated": True}
+    )
+    ledger.record(factory, outcomes)
+    with factory() as session:
+        after = session.execute(
+            select(
+                Delivery.status, Delivery.detail, Delivery.sent_at, Delivery.possibly_duplicated
+            ).order_by(Delivery.id)
+        ).all()
+    assert [tuple(row) for row in after] == [
+        ("sent", detail, MOMENTS[n % 3], False) for n, detail in enumerate(AWKWARD)
+    ] + [("deferred", None, None, True)]

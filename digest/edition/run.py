@@ -1,8 +1,9 @@
 """``run_edition``: the only way digests are sent (CLI, scheduler, tests and benchmarks).
 
-plan (plan.py) -> render once per variant (variants.py) -> preflight (checks.py) ->
-claim and send (passes.py, sender.py, transports; helped by workers.py) -> record
-(ledger.py). Stages hand each other values: an :class:`EditionRef`, variants, templates.
+plan (plan.py) -> render once per variant (variants.py; during the plan: prerender.py)
+-> preflight (checks.py) -> claim and send (passes.py, sender.py, transports; helped by
+workers.py) -> record (ledger.py). Stages hand each other values: an :class:`EditionRef`,
+variants, templates.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Callable, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -28,9 +30,9 @@ from digest.edition.passes import (
     check_pending,
     outbound_for,
     pending_variants,
-    render_pending,
     send_passes,
 )
+from digest.edition.prerender import Prerender
 from digest.edition.report import EditionReport, VariantReport
 from digest.edition.resume import settle_in_flight
 from digest.edition.variants import render_variants
@@ -119,16 +121,23 @@ def _send_edition(
 ) -> None:
     """The steps of a send, under the edition's send lock."""
     _resume(run, edition, report, lock)  # rows left by a crash (or failed, with retry_failed)
-    # 1 plan
-    plan = plan_edition(run.factory, run.settings, edition, now=run.now)
+    # 1 plan, and 2 render each variant once: each new one while the plan goes on
+    renderer = Renderer(run.settings)
+    early = Prerender(
+        run.factory, renderer, run.settings.card_cap, date=run.now, edition=edition.key
+    )
+    with closing(early):
+        plan = plan_edition(
+            run.factory,
+            run.settings,
+            edition,
+            now=run.now,
+            on_variant=early.submit if _threads_share(run.engine) else None,
+        )
+        pending = pending_variants(run.factory, edition)
+        renders = early.renders(pending)  # those not rendered yet are rendered now
     report.queued, report.nothing_new, report.not_due = plan.queued, plan.nothing_new, plan.not_due
     report.late, report.waiting, report.topped_up = plan.late, plan.waiting, plan.topped_up
-    # 2 render each variant with rows waiting, once
-    pending = pending_variants(run.factory, edition)
-    renderer = Renderer(run.settings)
-    renders = render_pending(
-        run.factory, renderer, run.settings.card_cap, pending, date=run.now, edition=edition.key
-    )
     # 3 preflight what was rendered: on any problem, nothing goes out
     built = check_pending(renderer, pending, renders)
     report.variants = [
@@ -266,6 +275,12 @@ def _dry_run(run: _Run, edition: EditionRef, report: EditionReport) -> None:
     for number, (variant_key, recipients) in enumerate(counts.most_common(), start=1):
         subject = built[variant_key][0].subject
         report.variants.append(VariantReport(number, subject, len(variant_key[1]), recipients))
+
+
+def _threads_share(engine: Engine) -> bool:
+    """Whether another thread sees this database: not an in-memory SQLite one (each thread
+    gets its own, empty)."""
+    return engine.dialect.name != "sqlite" or engine.url.database not in (None, "", ":memory:")
 
 
 def _journals(run: _Run) -> Path:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from sqlalchemy import bindparam, exists, func, select, text
@@ -187,8 +187,11 @@ def plan_edition(
     *,
     now: dt.datetime,
     dry_run: bool = False,
+    on_variant: Callable[[VariantKey, str], None] | None = None,
 ) -> PlanResult:
     """Queue a ledger row for every active reader with something new (unless ``dry_run``).
+    ``on_variant`` hears of each variant created (its key and web id), as it is created:
+    the run renders it meanwhile (:mod:`digest.edition.prerender`).
 
     While the edition's period lasts, readers who became active after its cutoff (imported,
     confirmed) are planned too: late readers, counted in :attr:`PlanResult.late`; their
@@ -254,6 +257,8 @@ def plan_edition(
                         session.add(variant)
                         session.flush()
                         variants[key] = variant.id
+                        if on_variant is not None:
+                            on_variant(key, variant.web_id)
                     planned.append((reader.subscriber_id, variants[key]))
                 if planned:
                     message_ids = MESSAGE_IDS.new(edition_key, domain, len(planned))
