@@ -14,7 +14,7 @@ Run it alone (Ctrl-C prints the counts)::
 
 Measure its ceiling with the raw client (both in their own process)::
 
-    python -m benchmarks.fastsink --selftest 20000
+    python -m benchmarks.fastsink --selftest 20000 [--connections 4]
 
 From a benchmark::
 
@@ -32,6 +32,7 @@ import signal
 import socket
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from types import TracebackType
@@ -327,6 +328,22 @@ def pipelined_push(
     return time.perf_counter() - started
 
 
+def parallel_push(
+    host: str, port: int, sender: str, messages: Sequence[tuple[str, bytes]], connections: int
+) -> float:
+    """Send ``(recipient, bytes)`` pairs over ``connections`` connections at once, as
+    :func:`pipelined_push` does on each (one thread each; connection *n* takes every
+    ``connections``-th message from the *n*-th). Returns seconds until the last is done."""
+    if connections <= 1:
+        return pipelined_push(host, port, sender, messages)
+    shares = [messages[n::connections] for n in range(connections)]
+    started = time.perf_counter()
+    with ThreadPoolExecutor(connections) as pool:
+        for _ in pool.map(lambda share: pipelined_push(host, port, sender, share), shares):
+            pass  # re-raises a connection's error
+    return time.perf_counter() - started
+
+
 # ---------------------------------------------------------------- command line
 
 
@@ -336,14 +353,15 @@ def _synthetic(count: int, size: int) -> list[tuple[str, bytes]]:
     return [(f"reader{i}@example.net", body) for i in range(count)]
 
 
-def selftest(count: int, size: int) -> None:
+def selftest(count: int, size: int, connections: int = 1) -> None:
     messages = _synthetic(count, size)
     with SinkProcess() as sink:
-        seconds = pipelined_push("127.0.0.1", sink.port, "bench@example.org", messages)
+        seconds = parallel_push("127.0.0.1", sink.port, "bench@example.org", messages, connections)
         report = sink.stop()
     ok = report.messages == count and report.duplicates == 0
     print(
-        f"{count:,} messages of {size / 1000:.0f} KB in {seconds:.2f} s: "
+        f"{count:,} messages of {size / 1000:.0f} KB on {connections} connection(s) in "
+        f"{seconds:.2f} s: "
         f"{count / seconds:,.0f} msg/s, {report.bytes / seconds / 1e6:.0f} MB/s; "
         f"sink CPU {report.cpu_seconds:.2f} s; counts {'match' if ok else 'DO NOT MATCH'}"
     )
@@ -370,9 +388,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--selftest", type=int, metavar="N", help="push N synthetic messages and print the rate"
     )
     parser.add_argument("--size", type=int, default=60_000, help="self-test message size")
+    parser.add_argument(
+        "--connections", type=int, default=1, help="self-test connections (one thread each)"
+    )
     args = parser.parse_args(argv)
     if args.selftest:
-        selftest(args.selftest, args.size)
+        selftest(args.selftest, args.size, args.connections)
         return
     report = asyncio.run(_serve_forever(args.host, args.port)).report()
     print(report)

@@ -83,6 +83,7 @@ class Raw:
     messages: int
     bytes: int
     seconds: float
+    connections: int = 1
 
     @property
     def rate(self) -> float:
@@ -98,8 +99,10 @@ class Results:
     discard: Run
     smtp: Run
     sink: SinkReport
-    raw: Raw
+    raw: Raw  # one connection: issue 17's ceiling
     raw_sink: SinkReport
+    raw_wide: Raw  # as many connections as the sender uses
+    raw_wide_sink: SinkReport
     small: Run  # the discarding run at small_subscribers
     small_subscribers: int
     naive: Naive | None
@@ -184,6 +187,10 @@ def print_summary(r: Results) -> None:
             f"{r.smtp.send_rate:,.0f} msg/s / {r.smtp.send_rate / r.raw.rate:.0%}",
         ),
         ("raw pipelined client (ceiling)", f"{r.raw.rate:,.0f} msg/s"),
+        (
+            f"raw client on {r.raw_wide.connections} connections / sender's share while sending",
+            f"{r.raw_wide.rate:,.0f} msg/s / {r.smtp.send_rate / r.raw_wide.rate:.0%}",
+        ),
         ("naive baseline (machine speed)", naive),
         (
             f"peak RSS at {r.small_subscribers // 1000:,}k / at N (SMTP run)",
@@ -329,6 +336,16 @@ def _print_baselines(r: Results) -> None:
         f"{WHILE_SENDING_TARGET:.0%}: {verdict(sending >= WHILE_SENDING_TARGET)}), "
         f"{end_to_end:.0%} end to end (target >= {END_TO_END_TARGET:.0%}: "
         f"{verdict(end_to_end >= END_TO_END_TARGET)})"
+    )
+    wide, wide_sink = r.raw_wide, r.raw_wide_sink
+    complete = wide_sink.messages == wide.messages and wide_sink.duplicates == 0
+    print(
+        f"  the same client on {wide.connections} connections at once (as many as the "
+        f"sender uses): {wide.rate:,.0f} msg/s [sink counts match: {verdict(complete)}]"
+    )
+    print(
+        f"  run_edition reaches {r.smtp.send_rate / wide.rate:.0%} of it while sending, "
+        f"{r.smtp.rate / wide.rate:.0%} end to end (no target yet)"
     )
 
 

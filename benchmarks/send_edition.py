@@ -53,7 +53,7 @@ from sqlalchemy.orm import Session
 
 from benchmarks import report
 from benchmarks.edition_data import NOW, generate
-from benchmarks.fastsink import SinkProcess, SinkReport, pipelined_push
+from benchmarks.fastsink import SinkProcess, SinkReport, parallel_push
 from benchmarks.pgcpu import ServerCpu
 from benchmarks.report import Filled, Naive, Raw, Results, Run
 from benchmarks.workers import (
@@ -255,9 +255,13 @@ def phase_naive(workdir: str, url: str, key: str, sample: int) -> Naive:
         return Naive(len(readers), time.process_time() - started)
 
 
-def phase_raw(workdir: str, url: str, key: str, sample: int, port: int) -> Raw:
+def phase_raw(
+    workdir: str, url: str, key: str, sample: int, ports: tuple[int, int], connections: int
+) -> tuple[Raw, Raw]:
     """Personalise the messages of a sample (untimed), then push them with a raw pipelined
-    client: the most a sender in Python can hand to this sink."""
+    client into the sink at ``ports[0]`` on one connection (issue 17's ceiling), and into
+    the sink at ``ports[1]`` on ``connections`` at once, as many as the sender uses (the
+    most a sender in Python can hand to this sink)."""
     settings = bench_settings(workdir, url)
     with session_factory(make_engine(url))() as session:
         readers = sample_readers(session, key, sample)
@@ -267,8 +271,10 @@ def phase_raw(workdir: str, url: str, key: str, sample: int, port: int) -> Raw:
         )
     templates: dict[VariantKey, MessageTemplate] = {k: t for k, (_, t) in built.items()}
     messages = [(r.address, templates[v].personalize(r)) for v, r in readers]
-    seconds = pipelined_push("127.0.0.1", port, settings.sender_address, messages)
-    return Raw(len(messages), sum(len(m) for _, m in messages), seconds)
+    size = sum(len(m) for _, m in messages)
+    one = parallel_push("127.0.0.1", ports[0], settings.sender_address, messages, 1)
+    wide = parallel_push("127.0.0.1", ports[1], settings.sender_address, messages, connections)
+    return Raw(len(messages), size, one), Raw(len(messages), size, wide, connections)
 
 
 # ---------------------------------------------------------------- the benchmark
@@ -297,10 +303,21 @@ def measure(args: argparse.Namespace, workdir: str, started: float) -> Results:
         if not args.skip_naive:
             step(f"naive baseline: a full render for each of {args.sample} readers")
             naive = in_child(phase_naive, workdir, url, key, args.sample)
-        step(f"raw pipelined client: {args.raw_sample:,} personalised messages into the sink")
-        with SinkProcess() as sink:
-            raw = in_child(phase_raw, workdir, url, key, args.raw_sample, sink.port)
-            raw_sink = sink.stop()
+        step(
+            f"raw pipelined client: {args.raw_sample:,} personalised messages into the sink, "
+            f"on one connection and on {args.connections}"
+        )
+        with SinkProcess() as sink, SinkProcess() as wide_sink:
+            raw, raw_wide = in_child(
+                phase_raw,
+                workdir,
+                url,
+                key,
+                args.raw_sample,
+                (sink.port, wide_sink.port),
+                args.connections,
+            )
+            raw_sink, raw_wide_sink = sink.stop(), wide_sink.stop()
         forget_edition(url, key)
         step(f"run_edition through SMTP ({args.connections} connections) into the sink")
         progress = sent_rows(key) if server else None
@@ -309,7 +326,8 @@ def measure(args: argparse.Namespace, workdir: str, started: float) -> Results:
             smtp_sink = sink.stop()
         step(
             f"   {smtp.rate:,.0f} msg/s end to end, {smtp.send_rate:,.0f} while sending "
-            f"(raw client {raw.rate:,.0f}); peak RSS {smtp.rss_mb:.0f} MB"
+            f"(raw client {raw.rate:,.0f}, on {raw_wide.connections} connections "
+            f"{raw_wide.rate:,.0f}); peak RSS {smtp.rss_mb:.0f} MB"
         )
         workers = measure_workers(args, workdir, url, key, smtp, smtp_server, smtp_sink)
         if args.profile:
@@ -332,6 +350,8 @@ def measure(args: argparse.Namespace, workdir: str, started: float) -> Results:
         sink=smtp_sink,
         raw=raw,
         raw_sink=raw_sink,
+        raw_wide=raw_wide,
+        raw_wide_sink=raw_wide_sink,
         small=small,
         small_subscribers=few,
         naive=naive,
