@@ -324,7 +324,7 @@ def _print_baselines(r: Results) -> None:
             f"{n:,} ({per_reader * MILLION / 3600:.1f} h for 1,000,000); "
             f"render once per variant is x{naive_total / r.discard.cpu:,.0f} faster"
         )
-    complete = r.raw_sink.messages == r.raw.messages and r.raw_sink.duplicates == 0
+    complete = _all_arrived(r.raw, r.raw_sink)
     print(
         f"  raw pipelined client, {r.raw.messages:,} personalised messages "
         f"({_kb(r.raw.bytes / max(r.raw.messages, 1))} on average): {r.raw.rate:,.0f} msg/s "
@@ -337,8 +337,8 @@ def _print_baselines(r: Results) -> None:
         f"{end_to_end:.0%} end to end (target >= {END_TO_END_TARGET:.0%}: "
         f"{verdict(end_to_end >= END_TO_END_TARGET)})"
     )
-    wide, wide_sink = r.raw_wide, r.raw_wide_sink
-    complete = wide_sink.messages == wide.messages and wide_sink.duplicates == 0
+    wide = r.raw_wide
+    complete = _all_arrived(wide, r.raw_wide_sink)
     print(
         f"  the same client on {wide.connections} connections at once (as many as the "
         f"sender uses): {wide.rate:,.0f} msg/s [sink counts match: {verdict(complete)}]"
@@ -347,6 +347,11 @@ def _print_baselines(r: Results) -> None:
         f"  run_edition reaches {r.smtp.send_rate / wide.rate:.0%} of it while sending, "
         f"{r.smtp.rate / wide.rate:.0%} end to end (no target yet)"
     )
+
+
+def _all_arrived(raw: Raw, sink: SinkReport) -> bool:
+    """Whether the sink got each message the raw client pushed, once."""
+    return sink.messages == raw.messages and sink.duplicates == 0
 
 
 def print_profile(path: str, top: int = 25) -> None:
