@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from digest.delivery import ledger
 from digest.delivery.ledger import DELIVERIES
-from digest.store.db import driver_time, insert_many, transaction, update_many
+from digest.store.db import driver_time, insert_many, transaction, update_many, without_jit
 from digest.store.models import Delivery, Edition, Variant
 
 BERLIN = dt.timezone(dt.timedelta(hours=1))
@@ -164,3 +164,18 @@ def test_recorded_outcomes_read_back_exactly_whatever_their_text(
     assert [tuple(row) for row in after] == [
         ("sent", detail, MOMENTS[n % 3], False) for n, detail in enumerate(AWKWARD)
     ] + [("deferred", None, None, True)]
+
+
+def test_without_jit_lasts_only_for_its_transaction(engine: Engine) -> None:
+    """The readers' query of a plan runs without JIT (compiled again at every batch
+    otherwise); the connection goes back to the pool with the server's own setting."""
+    with engine.connect() as connection:
+        postgres = connection.dialect.name == "postgresql"
+        before = connection.exec_driver_sql("SHOW jit").scalar() if postgres else None
+        connection.commit()
+        with connection.begin():
+            without_jit(connection)
+            if postgres:
+                assert connection.exec_driver_sql("SHOW jit").scalar() == "off"
+        if postgres:
+            assert connection.exec_driver_sql("SHOW jit").scalar() == before

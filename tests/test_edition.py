@@ -15,7 +15,12 @@ from digest.config import Settings, parse_smtp_url
 from digest.edition.run import run_edition
 from digest.errors import TransportUnavailable
 from digest.mail.transports import MemoryTransport, SmtpTransport
-from digest.planning.plan import get_or_create_edition, plan_edition
+from digest.planning.plan import (
+    get_or_create_edition,
+    iter_readers,
+    plan_edition,
+    planned_between,
+)
 from digest.store.models import Delivery, DeliveryStatus, Edition, EditionStatus
 from subscribers import service
 from tests.conftest import NOW, SmtpServer, add_categories, add_reader, add_summary, free_port
@@ -225,6 +230,43 @@ def test_a_plan_interrupted_midway_is_completed_by_the_next_run(
     assert report.sent == 4 and len(kept) == 2
     assert sorted(envelope.recipient for envelope, _ in memory.outbox) == sorted(ledger(factory))
     assert set(ledger(factory).values()) == {"sent"}
+
+
+@pytest.mark.usefixtures("week")
+@pytest.mark.parametrize("batch", [1, 2, 3, 5000])
+def test_resumed_plan_reads_exactly_the_readers_not_yet_planned_in_any_batch_size(
+    db_settings: Settings, factory, batch: int
+) -> None:
+    """Which readers are planned already is read per batch of readers, by a range of ids:
+    none is missed or read twice at a batch's edges, and rows of another edition do not
+    count."""
+    earlier, _ = get_or_create_edition(factory, "2026-W47", now=NOW - dt.timedelta(days=7))
+    edition, _ = get_or_create_edition(factory, "2026-W48", now=NOW)
+    assert earlier is not None and edition is not None
+    assert plan_edition(factory, db_settings, edition, now=NOW).queued == 4
+    with factory.begin() as session:  # as if the plan had died: readers 2 and 4 not planned
+        rows = session.execute(select(Delivery.id, Delivery.subscriber_id).order_by("id"))
+        planned = [(row_id, reader) for row_id, reader in rows]
+        dropped = [planned[1], planned[3]]
+        session.execute(delete(Delivery).where(Delivery.id.in_([d for d, _ in dropped])))
+        for number, (_, reader) in enumerate(dropped):  # sent in the edition before
+            row = Delivery(
+                edition_id=earlier.id,
+                subscriber_id=reader,
+                variant_id=session.scalar(select(Delivery.variant_id).limit(1)),
+                status=DeliveryStatus.QUEUED.value,
+                message_id=f"<earlier.{number}@example.org>",
+                created_at=NOW,
+                updated_at=NOW,
+            )
+            session.add(row)
+    with factory() as session:
+        seen = [
+            r.subscriber_id for part in iter_readers(session, edition, batch=batch) for r in part
+        ]
+        assert planned_between(session, edition.id, 0, 10**9) == {planned[0][1], planned[2][1]}
+        assert planned_between(session, None, 0, 10**9) == set()
+    assert seen == [reader for _, reader in dropped]
 
 
 @pytest.mark.usefixtures("week")
