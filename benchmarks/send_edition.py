@@ -86,6 +86,17 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def cpu_seconds() -> float:
+    """CPU of this process and of its children that have ended: the render helpers of
+    ``run_edition`` (stopped before the first message) and its worker processes."""
+    return time.process_time() + children_cpu()
+
+
+def helpers_rss_mb() -> float:
+    """Peak resident set of the largest child that has ended (a render helper), in MB."""
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
 def in_child(function: Callable[..., T], *args: Any) -> T:
     """Run ``function`` in a freshly spawned process (its peak RSS is its own)."""
     context = multiprocessing.get_context("spawn")
@@ -160,7 +171,7 @@ class FirstBatch:
 
     def __call__(self, done: int, total: int, failed: int) -> None:
         if not self.done:
-            self.cpu, self.wall, self.done = time.process_time(), time.perf_counter(), done
+            self.cpu, self.wall, self.done = cpu_seconds(), time.perf_counter(), done
 
 
 # ---------------------------------------------------------------- phases (each in a child)
@@ -171,7 +182,7 @@ def timed_run(
 ) -> Run:
     first = FirstBatch()
     profiler = cProfile.Profile() if profile else None
-    cpu, wall = time.process_time(), time.perf_counter()
+    cpu, wall = cpu_seconds(), time.perf_counter()
     if profiler is not None:
         profiler.enable()
     edition = run_edition(
@@ -182,12 +193,13 @@ def timed_run(
         profiler.dump_stats(profile)
     return Run(
         report=edition,
-        cpu=time.process_time() - cpu,
+        cpu=cpu_seconds() - cpu,
         wall=time.perf_counter() - wall,
         cpu_to_first_batch=first.cpu - cpu,
         wall_to_first_batch=first.wall - wall,
         first_batch=first.done,
         rss_mb=peak_rss_mb(),
+        helpers_rss_mb=helpers_rss_mb(),
     )
 
 
@@ -204,7 +216,7 @@ def phase_discard(workdir: str, url: str, profile: str | None = None) -> Run:
 
 def phase_smtp(workdir: str, url: str, port: int, connections: int, workers: int = 1) -> Run:
     """run_edition into the sink; with ``workers`` > 1 its helper processes send too (their
-    CPU, as children of this process, is added to the run's)."""
+    CPU, as children of this process, is in the run's)."""
     smtp = parse_smtp_url(f"smtp://127.0.0.1:{port}")
     transport = SmtpTransport(smtp, connections=connections)
     settings = smtp_settings(workdir, url, port, connections)
@@ -212,7 +224,7 @@ def phase_smtp(workdir: str, url: str, port: int, connections: int, workers: int
         run = timed_run(settings, url, transport, workers=workers)
     finally:
         transport.close()
-    return replace(run, cpu=run.cpu + children_cpu())
+    return run
 
 
 def sample_readers(session: Session, key: str, count: int) -> list[tuple[VariantKey, Recipient]]:
@@ -297,7 +309,7 @@ def measure(args: argparse.Namespace, workdir: str, started: float) -> Results:
             f"   CPU before SMTP: client {discard.cpu:.1f} s, server {discard_server.seconds:.1f}"
             f" s (autovacuum {discard_server.autovacuum:.1f} s; "
             f"{discard.cpu_to_first_batch:.1f} s client until the first batch); "
-            f"peak RSS {discard.rss_mb:.0f} MB"
+            f"peak RSS {discard.rss_mb:.0f} MB (render helpers {discard.helpers_rss_mb:.0f} MB)"
         )
         naive = None
         if not args.skip_naive:

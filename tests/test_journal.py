@@ -18,7 +18,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest.config import Settings, parse_smtp_url
-from digest.delivery.journal import database_tag, read_journals, resolve
+from digest.delivery.journal import FileJournal, database_tag, read_journals, resolve
 from digest.edition.run import run_edition
 from digest.mail.transports import SmtpTransport
 from digest.store.models import Delivery, DeliveryStatus, Edition, EditionStatus
@@ -59,6 +59,34 @@ def test_a_journal_outlives_kill_9_and_says_what_was_on_the_wire(tmp_path: Path)
     assert decided.resend == [2, 5]  # on the wire; and 5, which no journal knows
     assert decided.unsent == [3, 4]  # claimed, never on the wire
     assert decided.unknown == 1
+
+
+def test_every_outcome_reads_back_as_the_sender_recorded_it(tmp_path: Path) -> None:
+    """Accepted messages take a short line of their own; their replies keep tabs, newlines
+    and backslashes, their time its microseconds; any other outcome the general line; a
+    line cut short by a kill is ignored, never read as a shorter reply."""
+    journal = FileJournal(tmp_path, DATABASE, "2026-W49")
+    journal.claimed([1, 2, 3, 4])
+    at = dt.datetime(2026, 12, 4, 9, 0, 1, 123456, tzinfo=dt.UTC)
+    sent = {"id": 1, "status": "sent", "detail": "250 2.0.0 Ok", "sent_at": at, "updated_at": at}
+    odd = "250 queued\tas \\x\nsecond line"
+    sent_odd = {**sent, "id": 2, "detail": odd}
+    deferred = {"id": 3, "status": "deferred", "detail": "451 4.7.1 later", "updated_at": at}
+    for row in (sent, sent_odd, deferred):
+        journal.outcome(int(row["id"]), row)  # type: ignore[call-overload]
+    journal.close(remove=False)
+    lines = journal.path.read_bytes().splitlines()
+    assert lines[2:] == [
+        b"S 1 1796374801123456 250 2.0.0 Ok",  # microseconds since 1970
+        b"S 2 1796374801123456 250 queued\\tas \\\\x\\nsecond line",
+        b"O id=i3\tstatus=sdeferred\tdetail=s451 4.7.1 later\tupdated_at=t"
+        + at.isoformat().encode(),
+    ]
+    with journal.path.open("ab") as file:
+        file.write(b"S 4 1796374801123456 250 2.0")  # the kill came mid-write
+    decided = resolve([1, 2, 3, 4], read_journals(tmp_path, DATABASE, "2026-W49"))
+    assert decided.outcomes == [sent, sent_odd, deferred]
+    assert decided.unsent == [4] and decided.resend == []
 
 
 def test_a_journal_from_before_a_restart_is_not_trusted(tmp_path: Path) -> None:

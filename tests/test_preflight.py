@@ -15,6 +15,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from digest.cli.main import cli
 from digest.config import Settings
+from digest.edition import render_pool
+from digest.edition import run as run_module
 from digest.edition.run import run_edition
 from digest.errors import PreflightError
 from digest.mail.transports import MemoryTransport
@@ -281,9 +283,20 @@ def test_mjml_validation_says_it_was_skipped_without_node(
     assert "MJML validation: skipped (Node.js is not installed)." in result.output.splitlines()
 
 
+@pytest.mark.parametrize("where", ["this process", "helper processes"])
 def test_send_stops_before_any_message_and_lists_every_problem(
-    db_settings: Settings, engine, factory: sessionmaker[Session], tmp_path: Path
+    db_settings: Settings,
+    engine,
+    factory: sessionmaker[Session],
+    tmp_path: Path,
+    where: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """Whether the variants were checked here or by the helper processes that render a
+    large edition (forced here for two variants), the same problems stop the send."""
+    if where == "helper processes":
+        monkeypatch.setattr(render_pool, "HELPERS_FROM", 1)
+        monkeypatch.setattr(run_module, "helper_count", lambda: 2)
     a_week(factory, NOW)
     own = tmp_path / "mine"
     shutil.copytree(builtin_templates_dir(), own)

@@ -4,8 +4,12 @@ the rendering thread stops the run before a message is sent."""
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import time
 from contextlib import closing
+from pathlib import Path
 
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
@@ -15,7 +19,7 @@ from digest.edition import prerender as prerender_module
 from digest.edition.passes import pending_variants, render_pending
 from digest.edition.prerender import Prerender
 from digest.edition.run import run_edition
-from digest.edition.variants import Renders
+from digest.edition.variants import Renders, problems_of
 from digest.errors import PreflightError, TemplateError
 from digest.mail.transports import MemoryTransport
 from digest.planning.plan import get_or_create_edition, plan_edition
@@ -38,6 +42,20 @@ def week(factory: sessionmaker[Session]) -> None:
     add_reader(factory, "b@example.org", ["pharmacology", "neurology"])
     add_reader(factory, "c@example.org", ["neurology"])
     add_reader(factory, "d@example.org", ["rehabilitation", "neurology"])
+
+
+def _render_helpers() -> list[int]:
+    """This process's render helpers, as ``ps`` would find them."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            command = (stat.parent / "cmdline").read_bytes()
+        except (OSError, ValueError, IndexError):
+            continue
+        if parent == os.getpid() and b"digest.edition.render_pool" in command:
+            found.append(int(stat.parent.name))
+    return found
 
 
 def _comparable(renders: Renders) -> dict[object, tuple[str, str, str, bytes]]:
@@ -135,3 +153,61 @@ def test_a_variant_failing_to_render_during_the_plan_fails_the_preflight(
         run_edition(db_settings, transport, now=NOW, engine=engine)
     assert "gait-training digest cannot be built" in str(raised.value)
     assert transport.outbox == []
+
+
+@pytest.mark.usefixtures("week")
+def test_helper_processes_render_and_check_the_same_digests_as_this_process(
+    db_settings: Settings, factory: sessionmaker[Session]
+) -> None:
+    """Variants handed to helper processes come back as this process renders them, each
+    with the preflight's findings (none here), computed there on exactly that render."""
+    edition, _ = get_or_create_edition(factory, "2026-W48", now=NOW)
+    assert edition is not None
+    renderer = Renderer(db_settings)
+    cap = db_settings.card_cap
+    early = Prerender(
+        factory, renderer, cap, date=NOW, edition=edition.key, helpers=2, helpers_from=1
+    )
+    with closing(early):
+        plan_edition(factory, db_settings, edition, now=NOW, on_variant=early.submit)
+        pending = pending_variants(factory, edition)
+        during = early.renders(pending)
+    after = render_pending(factory, renderer, cap, pending, date=NOW, edition=edition.key)
+    assert _comparable(during) == _comparable(after)
+    assert during.contents == after.contents and not during.failures
+    web_ids = {v.key: v.web_id for v in pending}
+    assert set(during.problems) == {v.key for v in pending}
+    for key, made in during.built.items():
+        assert (
+            during.problems[key]
+            == problems_of(renderer.identity, during.contents[key], made, web_ids[key])
+            == ()
+        )
+
+
+@pytest.mark.usefixtures("week")
+def test_variants_of_a_helper_that_dies_are_rendered_after_the_plan(
+    db_settings: Settings, factory: sessionmaker[Session], caplog: pytest.LogCaptureFixture
+) -> None:
+    edition, _ = get_or_create_edition(factory, "2026-W48", now=NOW)
+    assert edition is not None
+    plan_edition(factory, db_settings, edition, now=NOW)
+    pending = pending_variants(factory, edition)
+    renderer = Renderer(db_settings)
+    early = Prerender(
+        factory, renderer, 10, date=NOW, edition=edition.key, helpers=1, helpers_from=1
+    )
+    with closing(early):
+        for variant in pending:
+            early.submit(variant.key, variant.web_id)
+        deadline = time.monotonic() + 30
+        while not (helpers := _render_helpers()) and time.monotonic() < deadline:
+            time.sleep(0.001)
+        assert helpers
+        for pid in helpers:
+            os.kill(pid, signal.SIGKILL)  # still importing the renderer: it renders nothing
+        renders = early.renders(pending)
+    assert "a render helper stopped: 4 variants are rendered after the plan" in caplog.text
+    assert set(renders.built) == {v.key for v in pending} and not renders.problems
+    after = render_pending(factory, renderer, 10, pending, date=NOW, edition=edition.key)
+    assert _comparable(renders) == _comparable(after)

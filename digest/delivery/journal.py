@@ -11,7 +11,10 @@ fsync: a power cut is another matter, see below). The lines are
 - ``C id,id,...``  rows claimed (written inside the claim's transaction, before it commits);
 - ``W id``         this message's end of data is about to be written to the server;
 - ``O col=value…`` the server's reply is known: the row's new column values (tab-separated,
-  see :func:`_encode`).
+  see :func:`_encode`);
+- ``S id µs reply`` the same for the common case, a message accepted: the row became
+  ``sent`` at that time (microseconds since 1970, UTC; ``sent_at`` and ``updated_at``)
+  with that reply; a quarter of the cost of the general line.
 
 At each claim the file starts again (a new file renamed over the old one), and the old
 file is kept beside it as the *older* one: the next batch is claimed while the previous
@@ -45,6 +48,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
+
+from digest.store.models import DeliveryStatus
 
 CLAIMED, ON_WIRE, OUTCOME = 1, 2, 3
 _SUFFIX = ".journal"
@@ -128,7 +133,7 @@ class FileJournal:
             os.write(self._fd, line)
 
     def outcome(self, delivery_id: int, row: Mapping[str, object]) -> None:
-        line = b"O " + _encode(row).encode() + b"\n"
+        line = _sent_line(row) or b"O " + _encode(row).encode() + b"\n"
         with self._lock:
             os.write(self._fd, line)
 
@@ -149,6 +154,47 @@ class FileJournal:
             self.older.unlink(missing_ok=True)
 
 
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_MICROSECOND = dt.timedelta(microseconds=1)
+_SENT = DeliveryStatus.SENT.value
+_SENT_COLUMNS = frozenset({"id", "status", "detail", "sent_at", "updated_at"})
+
+
+def _sent_line(row: Mapping[str, object]) -> bytes | None:
+    """The short line of an accepted message (``S``), or None when ``row`` is anything
+    else: another status or other columns, or times that are not one UTC moment."""
+    at, detail, delivery_id = row.get("sent_at"), row.get("detail"), row.get("id")
+    if (
+        row.get("status") != _SENT
+        or row.keys() != _SENT_COLUMNS
+        or not isinstance(at, dt.datetime)
+        or at is not row["updated_at"]
+        or at.tzinfo is not dt.UTC
+        or not isinstance(detail, str)
+        or type(delivery_id) is not int
+    ):
+        return None
+    if "\\" in detail or "\t" in detail or "\n" in detail:
+        detail = _escape(detail)
+    return b"S %d %d %s\n" % (delivery_id, (at - _EPOCH) // _MICROSECOND, detail.encode())
+
+
+def _sent_row(rest: str) -> dict[str, object]:
+    number, micros, detail = rest.split(" ", 2)
+    at = _EPOCH + dt.timedelta(microseconds=int(micros))
+    return {
+        "id": int(number),
+        "status": _SENT,
+        "detail": _unescape(detail),
+        "sent_at": at,
+        "updated_at": at,
+    }
+
+
+def _escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
+
+
 def _encode(row: Mapping[str, object]) -> str:
     """``column=Tvalue`` fields separated by tabs (T: i int, s text, t time, n None, b
     bool); a third of JSON's cost, which is most of the journal's."""
@@ -156,7 +202,7 @@ def _encode(row: Mapping[str, object]) -> str:
     last: tuple[object, str] = (None, "")
     for column, value in row.items():
         if isinstance(value, str):
-            text = "s" + value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
+            text = "s" + _escape(value)
         elif isinstance(value, dt.datetime):  # sent_at is updated_at: one conversion
             if value is not last[0]:
                 last = (value, "t" + value.isoformat())
@@ -238,7 +284,7 @@ def _parse(path: Path, text: str) -> Found:
         header = {}
     here = header.get("host") == socket.gethostname() and header.get("boot") == boot_id()
     journal = Found(path, trusted=here, alive=here and _alive(path, header.get("pid")))
-    for line in lines[1:]:  # an unfinished last line (a kill mid-write) is skipped
+    for line in lines[1:-1]:  # after the last newline: unfinished (a kill mid-write)
         try:
             _apply(journal, line)
         except (ValueError, KeyError, TypeError):
@@ -253,8 +299,8 @@ def _apply(journal: Found, line: str) -> None:
             journal.states.setdefault(int(number), CLAIMED)
     elif kind == "W":
         journal.states[int(rest)] = ON_WIRE
-    elif kind == "O":
-        row = _decode(rest)
+    elif kind in ("O", "S"):
+        row = _decode(rest) if kind == "O" else _sent_row(rest)
         delivery_id = row["id"]
         if not isinstance(delivery_id, int):
             raise ValueError("an outcome without an id")

@@ -2,7 +2,8 @@
 
 The render step (:func:`digest.edition.variants.render_each`) hands over what it rendered,
 with each variant's content; :func:`check_renders` puts each through the pure checks of
-:mod:`digest.render.preflight` without reading anything again, and the digest with the
+:mod:`digest.render.preflight` without reading anything again (or takes what a render
+helper found on that very render, :mod:`digest.edition.render_pool`), and the digest with the
 most summaries also through MJML's official validator (once per template version and
 process). :func:`preflight` is what a send does with the outcome.
 """
@@ -20,7 +21,7 @@ from pathlib import Path
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest.config import Settings
-from digest.edition.variants import Built, Renders, personal_links, render_each
+from digest.edition.variants import Built, Renders, personal_links, problems_of, render_each
 from digest.errors import PreflightError
 from digest.planning.catalog import load_contents, sample_key
 from digest.planning.plan import EditionRef, dry_plan, get_or_create_edition
@@ -28,7 +29,7 @@ from digest.planning.selection import VariantKey
 from digest.planning.when import Schedule, current_key
 from digest.render import mjml_lint
 from digest.render.cards import DigestContent
-from digest.render.preflight import summary_warnings, variant_problems
+from digest.render.preflight import summary_warnings
 from digest.render.renderer import DIGEST_MJML, Renderer
 
 log = logging.getLogger(__name__)
@@ -123,9 +124,10 @@ def check_renders(
             failure = (renders.failures[key],)
             checked.variants.append(VariantCheck(number, key, categories, "", failure))
             continue
-        rendered, template = renders.built[key]
-        links = personal_links(identity, template.placeholder, (web_ids or {}).get(key))
-        problems = variant_problems(rendered, content, links, identity.postal_address)
+        rendered = renders.built[key][0]
+        problems = renders.problems.get(key)
+        if problems is None:  # not checked where it was rendered
+            problems = problems_of(identity, content, renders.built[key], (web_ids or {}).get(key))
         checked.variants.append(
             VariantCheck(number, key, categories, rendered.subject, tuple(problems))
         )

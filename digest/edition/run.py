@@ -33,6 +33,7 @@ from digest.edition.passes import (
     send_passes,
 )
 from digest.edition.prerender import Prerender
+from digest.edition.render_pool import helper_count
 from digest.edition.report import EditionReport, VariantReport
 from digest.edition.resume import settle_in_flight
 from digest.edition.variants import render_variants
@@ -124,7 +125,12 @@ def _send_edition(
     # 1 plan, and 2 render each variant once: each new one while the plan goes on
     renderer = Renderer(run.settings)
     early = Prerender(
-        run.factory, renderer, run.settings.card_cap, date=run.now, edition=edition.key
+        run.factory,
+        renderer,
+        run.settings.card_cap,
+        date=run.now,
+        edition=edition.key,
+        helpers=helper_count(),
     )
     with closing(early):
         plan = plan_edition(

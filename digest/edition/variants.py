@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session
 
@@ -23,6 +23,7 @@ from digest.planning.selection import VariantKey
 from digest.planning.when import key_of_day
 from digest.render.cards import DigestContent
 from digest.render.identity import ListIdentity
+from digest.render.preflight import variant_problems
 from digest.render.renderer import Links, Rendered, Renderer
 
 Built = dict[VariantKey, tuple[Rendered, MessageTemplate]]
@@ -31,11 +32,14 @@ Built = dict[VariantKey, tuple[Rendered, MessageTemplate]]
 @dataclass(frozen=True)
 class Renders:
     """What the render step made of some variants: what each shows, its rendered digest
-    and message template, or (in ``failures``) why it could not be rendered."""
+    and message template, or (in ``failures``) why it could not be rendered. ``problems``
+    holds the preflight's findings (:func:`problems_of`) for the variants already checked
+    where they were rendered (in a helper process); the preflight checks the others."""
 
     contents: Mapping[VariantKey, DigestContent]
     built: Built
     failures: Mapping[VariantKey, str]
+    problems: Mapping[VariantKey, tuple[str, ...]] = field(default_factory=dict)
 
 
 def personal_links(
@@ -50,6 +54,18 @@ def personal_links(
         web_version=web_url(identity, web_id) if web_id else None,
         edition=f"{identity.base_url}/editions/{edition}" if edition else None,
     )
+
+
+def problems_of(
+    identity: ListIdentity,
+    content: DigestContent,
+    made: tuple[Rendered, MessageTemplate],
+    web_id: str | None = None,
+) -> tuple[str, ...]:
+    """Every blocking problem the preflight finds in one rendered and built variant."""
+    rendered, template = made
+    links = personal_links(identity, template.placeholder, web_id)
+    return tuple(variant_problems(rendered, content, links, identity.postal_address))
 
 
 def edition_of(content: DigestContent) -> str | None:
