@@ -53,7 +53,6 @@ class Run:
     wall_to_first_batch: float
     first_batch: int
     rss_mb: float
-    helpers_rss_mb: float = 0.0  # the largest render helper's (each a process of its own)
     sizes: tuple[int, int, int, int] = (0, 0, 0, 0)  # messages, bytes, smallest, largest
 
     @property

@@ -92,11 +92,6 @@ def cpu_seconds() -> float:
     return time.process_time() + children_cpu()
 
 
-def helpers_rss_mb() -> float:
-    """Peak resident set of the largest child that has ended (a render helper), in MB."""
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-
-
 def in_child(function: Callable[..., T], *args: Any) -> T:
     """Run ``function`` in a freshly spawned process (its peak RSS is its own)."""
     context = multiprocessing.get_context("spawn")
@@ -199,7 +194,6 @@ def timed_run(
         wall_to_first_batch=first.wall - wall,
         first_batch=first.done,
         rss_mb=peak_rss_mb(),
-        helpers_rss_mb=helpers_rss_mb(),
     )
 
 
@@ -309,7 +303,7 @@ def measure(args: argparse.Namespace, workdir: str, started: float) -> Results:
             f"   CPU before SMTP: client {discard.cpu:.1f} s, server {discard_server.seconds:.1f}"
             f" s (autovacuum {discard_server.autovacuum:.1f} s; "
             f"{discard.cpu_to_first_batch:.1f} s client until the first batch); "
-            f"peak RSS {discard.rss_mb:.0f} MB (render helpers {discard.helpers_rss_mb:.0f} MB)"
+            f"peak RSS {discard.rss_mb:.0f} MB"
         )
         naive = None
         if not args.skip_naive:

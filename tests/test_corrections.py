@@ -321,7 +321,7 @@ def test_the_site_marks_a_retracted_summary_on_the_web_version_archive_and_feed(
 
 
 def test_a_notice_renders_valid_mjml_in_both_parts(settings: Settings) -> None:
-    from digest.edition.variants import personal_links
+    from digest.edition.build import personal_links
     from digest.render import mjml_lint
     from digest.render.cards import CategoryRef, Notice, build_content
     from digest.render.renderer import DIGEST_MJML, Renderer

@@ -16,10 +16,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from digest.config import Settings
 from digest.edition import prerender as prerender_module
+from digest.edition.build import problems_of
 from digest.edition.passes import pending_variants, render_pending
 from digest.edition.prerender import Prerender
 from digest.edition.run import run_edition
-from digest.edition.variants import Renders, problems_of
+from digest.edition.variants import Renders
 from digest.errors import PreflightError, TemplateError
 from digest.mail.transports import MemoryTransport
 from digest.planning.plan import get_or_create_edition, plan_edition

@@ -21,7 +21,8 @@ from pathlib import Path
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest.config import Settings
-from digest.edition.variants import Built, Renders, personal_links, problems_of, render_each
+from digest.edition.build import personal_links, problems_of
+from digest.edition.variants import Built, Renders, render_each
 from digest.errors import PreflightError
 from digest.planning.catalog import load_contents, sample_key
 from digest.planning.plan import EditionRef, dry_plan, get_or_create_edition

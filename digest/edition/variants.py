@@ -2,7 +2,8 @@
 
 The contents come from :mod:`digest.planning.catalog`; from there on everything is pure:
 each content is rendered (:mod:`digest.render.renderer`) with placeholder links and built
-into a message template (:mod:`digest.mail.message`). :func:`render_each` keeps what it
+into a message template (:mod:`digest.mail.message`), one variant at a time by
+:func:`digest.edition.build.build_variant`. :func:`render_each` keeps what it
 rendered together with each content, so the preflight checks exactly these, with no
 second read of the store.
 """
@@ -10,21 +11,19 @@ second read of the store.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session
 
 from digest.config import Settings
+from digest.edition.build import build_variant
 from digest.errors import DigestError
-from digest.mail.message import MessageTemplate, build_template, new_placeholder
+from digest.mail.message import MessageTemplate
 from digest.planning.catalog import load_contents
 from digest.planning.selection import VariantKey
-from digest.planning.when import key_of_day
 from digest.render.cards import DigestContent
-from digest.render.identity import ListIdentity
-from digest.render.preflight import variant_problems
-from digest.render.renderer import Links, Rendered, Renderer
+from digest.render.renderer import Rendered, Renderer
 
 Built = dict[VariantKey, tuple[Rendered, MessageTemplate]]
 
@@ -40,59 +39,6 @@ class Renders:
     built: Built
     failures: Mapping[VariantKey, str]
     problems: Mapping[VariantKey, tuple[str, ...]] = field(default_factory=dict)
-
-
-def personal_links(
-    identity: ListIdentity, token: str, web_id: str | None = None, *, edition: str | None = None
-) -> Links:
-    """A reader's links, with ``token`` (or a placeholder of its length) in them; with the
-    ``edition`` key, "N more in a topic" leads to that edition's page for the topic."""
-    return Links(
-        unsubscribe=f"{identity.base_url}/u/{token}",
-        preferences=f"{identity.base_url}/p/{token}",
-        more=identity.site_url,
-        web_version=web_url(identity, web_id) if web_id else None,
-        edition=f"{identity.base_url}/editions/{edition}" if edition else None,
-    )
-
-
-def problems_of(
-    identity: ListIdentity,
-    content: DigestContent,
-    made: tuple[Rendered, MessageTemplate],
-    web_id: str | None = None,
-) -> tuple[str, ...]:
-    """Every blocking problem the preflight finds in one rendered and built variant."""
-    rendered, template = made
-    links = personal_links(identity, template.placeholder, web_id)
-    return tuple(variant_problems(rendered, content, links, identity.postal_address))
-
-
-def edition_of(content: DigestContent) -> str | None:
-    """The key of the edition a dated content belongs to (its ``issued`` week)."""
-    return key_of_day(content.issued) if content.issued else None
-
-
-def web_url(identity: ListIdentity, web_id: str) -> str:
-    """The web version of a sent variant (no personal data in it)."""
-    return f"{identity.base_url}/v/{web_id}"
-
-
-def build_variant(
-    renderer: Renderer,
-    content: DigestContent,
-    *,
-    date: dt.datetime,
-    web_id: str | None = None,
-    placeholder: Callable[[], str] = new_placeholder,
-) -> tuple[Rendered, MessageTemplate]:
-    """One digest rendered and built into a checked message template. Any template or
-    standards problem raises here, before a single message is sent."""
-    token = placeholder()
-    links = personal_links(renderer.identity, token, web_id, edition=edition_of(content))
-    rendered = renderer.render_digest(content, links)
-    template = build_template(renderer.identity, rendered, placeholder=token, date=date)
-    return rendered, template
 
 
 def render_contents(

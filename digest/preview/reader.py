@@ -17,7 +17,8 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from digest.config import Settings
-from digest.edition.variants import personal_links, render_contents
+from digest.edition.build import personal_links
+from digest.edition.variants import render_contents
 from digest.errors import DigestError
 from digest.mail.message import Recipient, build_template
 from digest.mail.transports.base import Envelope, Transport
