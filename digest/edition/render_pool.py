@@ -4,8 +4,8 @@ A variant's render (MJML, premailer, quoted-printable) and its preflight checks 
 CPU. In one process they share the interpreter's lock with the plan, which is CPU too
 (reading readers, writing the ledger), so the first message waits for both, one after the
 other. :class:`RenderPool` runs them in helper processes instead, each helper rendering and
-checking whole variants: what comes back is what :func:`~digest.edition.variants.render_each`
-and :func:`~digest.edition.variants.problems_of` would have made in the sending process,
+checking whole variants: what comes back is what :func:`~digest.edition.build.build_variant`
+and :func:`~digest.edition.build.problems_of` would have made in the sending process,
 and the preflight still decides on every variant before anything goes out.
 
 A helper is ``python -m digest.edition.render_pool``, a fresh interpreter that imports
@@ -14,9 +14,10 @@ keeps it so). It is not a :mod:`multiprocessing` child, whose ``spawn`` runs the
 script's top-level code again (a script of an admin's own calling ``run_edition``
 without a ``__main__`` guard would do its work twice). The two sides exchange
 length-prefixed pickles on the helper's standard input and output (our own processes
-only). Helpers are started only when an edition has many variants: each costs about
-0.3 s of CPU to start and a second to warm up (its first renders compile the templates),
-which a handful of variants does not repay.
+only). Helpers are started only when an edition has many variants: each costs 0.25 s of
+CPU to start and, with warming up a renderer of its own and handing its results back,
+about 1.5 s more CPU than rendering in one process (a 100k run on SQLite with two
+helpers), which a handful of variants does not repay.
 """
 
 from __future__ import annotations
@@ -42,9 +43,9 @@ from digest.render.cards import DigestContent
 from digest.render.identity import ListIdentity
 from digest.render.renderer import Rendered, Renderer
 
-#: Variants an edition has before helpers are started (each costs about a second to start).
+#: Variants an edition has before helpers are started (each costs about 1.5 s of CPU).
 HELPERS_FROM = 32
-#: The most helper processes a run starts (each holds a renderer: about 60 MB).
+#: The most helper processes a run starts (each holds a renderer: about 75 MB).
 MAX_HELPERS = 4
 _LENGTH = struct.Struct(">Q")
 Jobs = queue.SimpleQueue[tuple[Future["Made"], tuple[Any, ...]] | None]
@@ -172,10 +173,6 @@ class RenderPool:
         except OSError:  # no process could be started: the caller renders itself
             self.close()
             raise
-
-    @property
-    def pids(self) -> list[int]:
-        return [helper.process.pid for helper in self._helpers]
 
     def submit(self, content: DigestContent, date: dt.datetime, web_id: str) -> Future[Made]:
         future: Future[Made] = Future()
