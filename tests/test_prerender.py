@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import time
 from contextlib import closing
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from digest.config import Settings
 from digest.edition import prerender as prerender_module
+from digest.edition import render_pool
+from digest.edition import run as run_module
 from digest.edition.build import problems_of
 from digest.edition.passes import pending_variants, render_pending
 from digest.edition.prerender import Prerender
@@ -24,7 +28,7 @@ from digest.edition.variants import Renders
 from digest.errors import PreflightError, TemplateError
 from digest.mail.transports import MemoryTransport
 from digest.planning.plan import get_or_create_edition, plan_edition
-from digest.render.renderer import Renderer
+from digest.render.renderer import Renderer, builtin_templates_dir
 from tests.conftest import NOW, add_categories, add_reader, add_summary
 
 DAYS = [NOW.replace(day=NOW.day - n) for n in range(1, 5)]
@@ -212,3 +216,28 @@ def test_variants_of_a_helper_that_dies_are_rendered_after_the_plan(
     assert set(renders.built) == {v.key for v in pending} and not renders.problems
     after = render_pending(factory, renderer, 10, pending, date=NOW, edition=edition.key)
     assert _comparable(renders) == _comparable(after)
+
+
+@pytest.mark.usefixtures("week")
+@pytest.mark.parametrize("where", ["this process", "helper processes"])
+def test_a_bug_in_a_template_stops_the_run_before_any_message_wherever_it_renders(
+    db_settings: Settings, engine, tmp_path: Path, where: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A template that fails with a plain Python error (not a problem the preflight can
+    list) stops the run with that error, raised in the sending process, and nothing goes
+    out, whether this process or a helper rendered it."""
+    if where == "helper processes":
+        monkeypatch.setattr(render_pool, "HELPERS_FROM", 1)
+        monkeypatch.setattr(run_module, "helper_count", lambda: 2)
+    own = tmp_path / "mine"
+    shutil.copytree(builtin_templates_dir(), own)
+    mjml = own / "email" / "digest.mjml.j2"
+    mjml.write_text(
+        mjml.read_text().replace(
+            'lang="{{ site.language }}"', 'lang="{{ (site.language|length) // 0 }}"'
+        )
+    )
+    transport = MemoryTransport()
+    with pytest.raises(ZeroDivisionError):
+        run_edition(replace(db_settings, templates_dir=own), transport, now=NOW, engine=engine)
+    assert transport.outbox == []

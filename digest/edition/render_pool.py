@@ -105,11 +105,7 @@ def _receive(stream: IO[bytes]) -> Any:
 class _Helper:
     """One helper process and the thread that feeds it jobs from the shared queue."""
 
-    def __init__(
-        self,
-        renderer: Renderer,
-        jobs: queue.SimpleQueue[tuple[Future[Made], tuple[Any, ...]] | None],
-    ) -> None:
+    def __init__(self, renderer: Renderer, jobs: Jobs) -> None:
         env = dict(os.environ)
         package_root = str(Path(__file__).resolve().parents[2])  # where `digest` is
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))

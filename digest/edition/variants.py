@@ -32,8 +32,9 @@ Built = dict[VariantKey, tuple[Rendered, MessageTemplate]]
 class Renders:
     """What the render step made of some variants: what each shows, its rendered digest
     and message template, or (in ``failures``) why it could not be rendered. ``problems``
-    holds the preflight's findings (:func:`problems_of`) for the variants already checked
-    where they were rendered (in a helper process); the preflight checks the others."""
+    holds the preflight's findings (:func:`~digest.edition.build.problems_of`) for the
+    variants already checked where they were rendered (in a helper process); the
+    preflight checks the others."""
 
     contents: Mapping[VariantKey, DigestContent]
     built: Built
