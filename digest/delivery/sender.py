@@ -259,14 +259,15 @@ class Sender:
             assert item.address is not None
             assert item.token is not None
             template = out.templates[item.variant_id]
-            raw = template.personalize(
+            pieces = template.pieces(
                 Recipient(item.address, item.name, item.token, item.message_id)
             )
             plain = template.plain
             if out.sign is not None:
+                raw = b"".join(pieces)
                 signed = out.sign(raw)
                 plain = plain and not _dotted(signed[: len(signed) - len(raw) + 1])
-                raw = signed
+                pieces = [signed]
             envelope = Envelope(
                 out.sender(item.delivery_id),
                 item.address,
@@ -277,7 +278,7 @@ class Sender:
                 yield None  # a long wait may follow: finish the message on the wire first
             limiter.acquire()
             taken[item.delivery_id] = item
-            yield Job(item.delivery_id, envelope, raw, plain)
+            yield Job(item.delivery_id, envelope, pieces, plain)
 
     def _outcome(self, item: Claim, result: str | DeliveryFailed) -> dict[str, object]:
         """The row's new columns; tracks temporary failures and server-wide slow-downs."""

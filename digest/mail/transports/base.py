@@ -6,7 +6,7 @@ Transports only deliver. Retries, rate limits and the ledger live in
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from types import TracebackType
 from typing import NamedTuple, Protocol
 
@@ -24,13 +24,20 @@ class Envelope(NamedTuple):
 
 class Job(NamedTuple):
     """One message for :meth:`Transport.deliver`: ``key`` names it in the callbacks (the
-    ledger row's id); ``plain`` says no line of ``message`` starts with a dot, so SMTP
-    need not look for one (the template knows it: see ``MessageTemplate.plain``)."""
+    ledger row's id); ``message`` is its bytes in pieces, to be written one after another
+    (``MessageTemplate.pieces``: never joined on the way to an SMTP server); ``plain``
+    says no line of the message starts with a dot, so SMTP need not look for one (the
+    template knows it: see ``MessageTemplate.plain``)."""
 
     key: int
     envelope: Envelope
-    message: bytes
+    message: Sequence[bytes]
     plain: bool = False
+
+    def whole(self) -> bytes:
+        """The message in one piece (a copy, unless it is one piece already)."""
+        message = self.message
+        return message[0] if len(message) == 1 else b"".join(message)
 
 
 class DeliveryFailed(TransportError):
@@ -93,7 +100,7 @@ class TransportBase:
                 continue
             on_wire(job.key)
             try:
-                reply = self.send(job.envelope, job.message)
+                reply = self.send(job.envelope, job.whole())
             except DeliveryFailed as exc:
                 yield job, exc
                 continue

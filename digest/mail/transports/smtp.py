@@ -162,7 +162,7 @@ class SmtpTransport(TransportBase):
 
     def send(self, envelope: Envelope, message: bytes) -> str:
         """One message (notices, tests): raises DeliveryFailed if it was not taken."""
-        for _, result in self._run([Job(0, envelope, message)], lambda key: None, wait=True):
+        for _, result in self._run([Job(0, envelope, (message,))], lambda key: None, wait=True):
             if isinstance(result, DeliveryFailed):
                 raise result
             return result

@@ -18,7 +18,8 @@ import contextlib
 import re
 import smtplib
 import socket
-from collections.abc import Iterator
+import ssl
+from collections.abc import Iterator, Sequence
 from typing import BinaryIO, Protocol
 
 from digest.mail.transports.base import Delivered, DeliveryFailed, Envelope, Job, OnWire
@@ -38,6 +39,8 @@ class Pool(Protocol):
 _LEADING_DOT = re.compile(rb"(?m)^\.")
 _MAX_LINE = 8192
 _EOD = b".\r\n"
+#: At most this many buffers to one ``sendmsg`` (Linux's IOV_MAX is 1024).
+_IOV_MAX = 1000
 
 
 def dot_stuff(message: bytes) -> bytes:
@@ -47,10 +50,13 @@ def dot_stuff(message: bytes) -> bytes:
     return message
 
 
-def with_end(job: Job) -> bytes:
-    """The message as DATA sends it: dot-stuffed unless ``plain``, then ``.\\r\\n``."""
-    body = job.message if job.plain else dot_stuff(job.message)
-    return body + (_EOD if body.endswith(b"\r\n") else b"\r\n" + _EOD)
+def with_end(job: Job) -> list[bytes]:
+    """The message as DATA sends it, in pieces: dot-stuffed unless ``plain`` (then joined
+    first), then ``.\\r\\n``."""
+    pieces = list(job.message) if job.plain else [dot_stuff(job.whole())]
+    last = pieces[-1] if pieces else b""
+    pieces.append(_EOD if last.endswith(b"\r\n") else b"\r\n" + _EOD)
+    return pieces
 
 
 class Dropped(Exception):
@@ -74,11 +80,24 @@ class Line:
         with contextlib.suppress(OSError):  # each write is whole: Nagle would only delay it
             self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.dirty = False  # a failed transaction is open: RSET before the next MAIL
+        self._tls = isinstance(self.sock, ssl.SSLSocket)
         self._timeout = self.sock.gettimeout()
 
     def write(self, data: bytes) -> None:
         try:
             self.sock.sendall(data)
+        except OSError as exc:
+            raise Dropped(f"connection lost: {exc}") from None
+
+    def write_pieces(self, pieces: Sequence[bytes]) -> None:
+        """Write ``pieces`` one after another without joining them: ``sendmsg`` hands the
+        kernel the pieces where they are (a message is not copied in this process). A TLS
+        socket has no ``sendmsg``: the pieces are joined for it."""
+        if self._tls or len(pieces) > _IOV_MAX:
+            self.write(b"".join(pieces))
+            return
+        try:
+            _send_pieces(self.sock, pieces)
         except OSError as exc:
             raise Dropped(f"connection lost: {exc}") from None
 
@@ -105,6 +124,18 @@ class Line:
         except ValueError:
             raise Dropped(f"connection lost: garbled reply {line[:40]!r}") from None
         return code, " ".join(texts)
+
+
+def _send_pieces(sock: socket.socket, pieces: Sequence[bytes]) -> None:
+    """``sendall`` for a list of buffers: ``sendmsg`` until every byte is written, going
+    on after a partial write from where it stopped."""
+    views: list[bytes | memoryview] = list(pieces)
+    while views:
+        sent = sock.sendmsg(views)
+        while views and sent >= len(views[0]):
+            sent -= len(views.pop(0))
+        if sent:
+            views[0] = memoryview(views[0])[sent:]
 
 
 def _envelope(envelope: Envelope) -> bytes:
@@ -153,11 +184,11 @@ class Conversation:
 
     def _pipelined(self, line: Line, job: Job) -> Iterator[Delivered]:
         ready, self.ready = self.ready, None
-        head = with_end(ready) if ready is not None else b"RSET\r\n" if line.dirty else b""
+        head = with_end(ready) if ready is not None else [b"RSET\r\n"] if line.dirty else []
         if ready is not None:
             self.on_wire(ready.key)
         try:
-            line.write(head + _envelope(job.envelope))
+            line.write_pieces([*head, _envelope(job.envelope)])
             result = self._end_reply(line) if ready is not None else None
         except Dropped as exc:
             if ready is not None:
@@ -208,7 +239,7 @@ class Conversation:
                 return job, _failure(code, text)
         self.on_wire(job.key)
         try:
-            line.write(with_end(job))
+            line.write_pieces(with_end(job))
             return job, self._end_reply(line)
         except Dropped as exc:
             self._drop()
@@ -223,7 +254,7 @@ class Conversation:
         assert line is not None  # a ready message keeps its connection
         self.on_wire(ready.key)
         try:
-            line.write(with_end(ready))
+            line.write_pieces(with_end(ready))
             result = self._end_reply(line)
         except Dropped as exc:
             self._drop()
