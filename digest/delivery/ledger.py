@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Engine, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -43,7 +43,9 @@ class Claim(NamedTuple):
     message_id: str
     was: str  # status before the claim
     attempts: int  # including this one
-    resend: bool  # may have reached its reader before (the in-flight mark)
+    #: may have reached its reader before (the in-flight mark): true, or 1 (SQLite's
+    #: driver gives the column's 0 or 1 as it is)
+    resend: int
     address: str | None
     name: str | None
     token: str | None
@@ -175,48 +177,57 @@ def claim(
             return None
         if session.get_bind().dialect.name == "postgresql":
             claims = _claim_in_one_statement(session, edition_id, after, limit, statuses)
-            if claims and on_claim is not None:
-                on_claim([c.delivery_id for c in claims])
-            return claims
-        # One query: the outer join keeps deliveries the driving table, read in id order
-        # through ix_deliveries_edition_id_id up to ``limit`` rows.
-        query = (
-            select(
-                DELIVERIES.c.id,
-                DELIVERIES.c.variant_id,
-                DELIVERIES.c.message_id,
-                DELIVERIES.c.status,
-                DELIVERIES.c.attempts + 1,
-                DELIVERIES.c.possibly_duplicated,
-                SUBSCRIBERS.c.email,
-                SUBSCRIBERS.c.name,
-                SUBSCRIBERS.c.token,
-                SUBSCRIBERS.c.status,
-            )
-            .outerjoin(SUBSCRIBERS, SUBSCRIBERS.c.id == DELIVERIES.c.subscriber_id)
-            .where(
-                DELIVERIES.c.edition_id == edition_id,
-                DELIVERIES.c.status.in_(statuses),
-                DELIVERIES.c.id > after,
-            )
-            .order_by(DELIVERIES.c.id)
-            .limit(limit)
-        )
-        claims = list(map(Claim._make, session.execute(query)))
-        if not claims:
-            return []
-        session.execute(
-            update(DELIVERIES)
-            .where(DELIVERIES.c.id.in_([c.delivery_id for c in claims]))
-            .values(
-                status=DeliveryStatus.SENDING.value,
-                attempts=DELIVERIES.c.attempts + 1,
-                updated_at=utcnow(),
-            )
-        )
-        if on_claim is not None:
+        else:
+            claims = _claim_sqlite(session, edition_id, after, limit, statuses)
+        if claims and on_claim is not None:
             on_claim([c.delivery_id for c in claims])
     return claims
+
+
+def _claim_sqlite(
+    session: Session, edition_id: int, after: int, limit: int, statuses: Sequence[str]
+) -> list[Claim]:
+    """SQLite, under the write lock ``BEGIN IMMEDIATE`` took: read the next ``limit`` rows
+    with their readers, then mark exactly those ``sending`` by their id range (the rows of
+    the range with a claimable status: nothing else can have changed them meanwhile). On
+    the driver's cursor: SQLAlchemy's rows and its expansion of 500 ids into an IN list
+    were most of a claim's cost."""
+    marks = ", ".join("?" * len(statuses))
+    cursor = _driver_cursor(session)
+    try:
+        cursor.execute(_SQLITE_PICK.format(marks=marks), (edition_id, *statuses, after, limit))
+        claims = list(map(Claim._make, cursor.fetchall()))
+        if claims:
+            last = claims[-1].delivery_id
+            values = (driver_time(session.get_bind().dialect)(utcnow()), edition_id)
+            cursor.execute(_SQLITE_MARK.format(marks=marks), (*values, after, last, *statuses))
+            if cursor.rowcount != len(claims):  # the write lock makes this impossible
+                raise RuntimeError(f"claimed {len(claims)} rows but marked {cursor.rowcount}")
+    finally:
+        cursor.close()
+    return claims
+
+
+#: The next rows to send of an edition, with their readers (an outer join: a reader erased
+#: since planning is skipped by the sender), in id order through ix_deliveries_edition_id_id.
+_SQLITE_PICK = (
+    "SELECT d.id, d.variant_id, d.message_id, d.status, d.attempts + 1,"
+    " d.possibly_duplicated, s.email, s.name, s.token, s.status"
+    " FROM deliveries AS d LEFT OUTER JOIN subscribers AS s ON s.id = d.subscriber_id"
+    " WHERE d.edition_id = ? AND d.status IN ({marks}) AND d.id > ?"
+    " ORDER BY d.id LIMIT ?"
+)
+_SQLITE_MARK = (
+    "UPDATE deliveries SET status = 'sending', attempts = attempts + 1, updated_at = ?"
+    " WHERE edition_id = ? AND id > ? AND id <= ? AND status IN ({marks})"
+)
+
+
+def _driver_cursor(session: Session) -> Any:
+    """A cursor of the DB-API connection under ``session``, in its transaction."""
+    driver = session.connection().connection.driver_connection
+    assert driver is not None
+    return driver.cursor()
 
 
 def _claim_in_one_statement(
