@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
 
@@ -468,8 +469,13 @@ def test_workers_send_through_the_transport_of_the_run(
         settings, FileTransport(settings.outbox_dir), now=NOW, engine=engine, workers=2
     )
     assert scripted.messages == []
-    assert len(list((tmp_path / "outbox" / report.key).glob("*.eml"))) == 200
+    files = list((tmp_path / "outbox" / report.key).glob("*.eml"))
+    assert len(files) == 200
     assert report.sent == 200 and report.sent_by_workers > 0 and report.complete
+    # one variant, one template: the worker sent what the run checked (its MIME boundary,
+    # random per build), not a build of its own
+    boundaries = {re.search(rb'boundary="([^"]+)"', f.read_bytes()).group(1) for f in files}  # type: ignore[union-attr]
+    assert len(boundaries) == 1
 
 
 @pytest.mark.postgres

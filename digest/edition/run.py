@@ -215,7 +215,14 @@ def _claim_and_send(
     feed = WorkerFeed(run.options.progress)
     options = replace(run.options, progress=feed)
     helpers = start_workers(
-        run.settings, edition.key, run.options.workers, run.engine, transport, feed, now=run.now
+        run.settings,
+        edition.key,
+        run.options.workers,
+        run.engine,
+        transport,
+        feed,
+        now=run.now,
+        prepared=(outbound, total),
     )
     journal = FileJournal(_journals(run), _database(run), edition.key)
     recorded = False
