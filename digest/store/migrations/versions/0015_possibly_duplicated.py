@@ -5,7 +5,7 @@ queued again with this mark; it was kept in ``detail`` before, which the next re
 overwrote, so a re-sent row that was then deferred stopped being counted.
 
 Revision ID: 0015
-Revises: 0012
+Revises: 0014
 Create Date: 2026-12-04
 """
 
