@@ -105,11 +105,26 @@ def test_messages_in_pieces_arrive_byte_for_byte(
         assert received[f"r{key}@example.org"] == b"".join(pieces)
 
 
+class CountingSocket:
+    """A socket's ``sendmsg``, counting its calls."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.calls = 0
+
+    def sendmsg(self, buffers: list[bytes | memoryview]) -> int:
+        self.calls += 1
+        return self.sock.sendmsg(buffers)
+
+
 def test_partial_writes_resume_where_they_stopped() -> None:
-    """``_send_pieces`` into a socket with a small send buffer, read slowly on the other
-    side: every byte arrives once, in order."""
+    """``_send_pieces`` into a socket with a small send buffer and a timeout (as an SMTP
+    connection has: each ``sendmsg`` then takes what fits), read in small chunks on the
+    other side: it takes many calls, and every byte arrives once, in order."""
     writer, reader = socket.socketpair()
     writer.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    writer.settimeout(30)
+    counting = CountingSocket(writer)
     pieces = [bytes([65 + i % 26]) * (1000 + 7919 * i) for i in range(40)] + [b"", b"end"]
     got = bytearray()
 
@@ -120,9 +135,10 @@ def test_partial_writes_resume_where_they_stopped() -> None:
     thread = threading.Thread(target=read)
     thread.start()
     try:
-        _send_pieces(writer, pieces)
+        _send_pieces(counting, pieces)  # type: ignore[arg-type]
     finally:
         writer.close()
         thread.join()
         reader.close()
+    assert counting.calls > 10  # partial writes, each resumed
     assert bytes(got) == b"".join(pieces)
