@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import pickle
 import re
 import shutil
 import subprocess
@@ -17,6 +18,7 @@ import nacl.signing
 import pytest
 
 from digest.config import Settings
+from digest.edition.passes import outbound_for
 from digest.errors import ConfigError
 from digest.mail.dkim import DkimKey, DkimSigner, dns_records
 from digest.mail.message import Recipient, build_template, message_problems, new_placeholder
@@ -113,6 +115,19 @@ def test_signed_digest_verifies_and_stays_standard(
         assert signed_headers.count(name) >= 2, name
     for name in ("to", "subject", "date", "message-id", "mime-version", "content-type", "list-id"):
         assert name in signed_headers, name
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_worker_processes_sign_with_the_run_s_signer(
+    tmp_path: Path, keys: dict[str, bytes], algorithm: str
+) -> None:
+    """``--workers`` hands the run's Outbound (its DKIM signer included) to each worker
+    process as a pickle: what comes out signs messages that verify."""
+    settings = dkim_settings(tmp_path, keys[algorithm], algorithm)
+    outbound = pickle.loads(pickle.dumps(outbound_for(settings, "2026-W48", [], {})))  # noqa: S301
+    assert outbound.sign is not None
+    raw, _ = personalised(settings)
+    assert dkim.verify(outbound.sign(raw), dnsfunc=dns_stub(dns_records(settings)))
 
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
