@@ -24,6 +24,7 @@ from digest.delivery.journal import FileJournal, journal_folder
 from digest.delivery.limits import limiter_for
 from digest.delivery.locks import SendLock, no_workers
 from digest.delivery.sender import Outbound, Sender
+from digest.edition.heap import Heap, long_lived
 from digest.edition.passes import (
     Progress,
     SendOptions,
@@ -120,7 +121,20 @@ def _send_edition(
     *,
     lock: SendLock,
 ) -> None:
-    """The steps of a send, under the edition's send lock."""
+    """The steps of a send, under the edition's send lock; the collector skips what lives
+    as long as the run (:mod:`digest.edition.heap`)."""
+    with long_lived() as heap:
+        _send_stages(run, transport, edition, report, lock, heap)
+
+
+def _send_stages(
+    run: _Run,
+    transport: Transport,
+    edition: EditionRef,
+    report: EditionReport,
+    lock: SendLock,
+    heap: Heap,
+) -> None:
     _resume(run, edition, report, lock)  # rows left by a crash (or failed, with retry_failed)
     # 1 plan, and 2 render each variant once: each new one while the plan goes on
     renderer = Renderer(run.settings)
@@ -151,6 +165,7 @@ def _send_edition(
     ]
     # 4 claim and send
     outbound = outbound_for(run.settings, edition.key, pending, built)
+    heap.settle()  # the templates: kept until the run ends
     total = sum(v.waiting for v in pending)
     _claim_and_send(run, transport, edition, outbound, total, report, holds=lock.holds)
     # 5 record

@@ -24,6 +24,7 @@ from digest.delivery.limits import limiter_for
 from digest.delivery.locks import heartbeat_for, working_on
 from digest.delivery.sender import Outbound, Sender, Tally
 from digest.delivery.transport import make_transport
+from digest.edition.heap import long_lived
 from digest.edition.passes import Progress, SendOptions, prepare, send_passes
 from digest.edition.report import EditionReport
 from digest.errors import DigestError, EditionError
@@ -167,8 +168,9 @@ def work_on_edition(
     try:
         lease = dt.timedelta(seconds=settings.send_lease_seconds)
         # from before its first claim to after its last; stops when the lock is gone
-        with working_on(engine, key, heartbeat_for(lease)) as holds:
+        with working_on(engine, key, heartbeat_for(lease)) as holds, long_lived() as heap:
             outbound, total = prepared or prepare(factory, settings, edition, now=now)
+            heap.settle()  # the templates (see digest.edition.heap)
             limiter = limiter_for(settings, engine)
             with Sender(
                 factory, transport, outbound, limiter, journal=journal, holds=holds
