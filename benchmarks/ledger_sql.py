@@ -152,7 +152,6 @@ def measure_sqlite(ready: Ready, path: Path) -> list[Phase]:
         ("update", ledger.DELIVERIES, SENT_COLUMNS, "id"), engine.dialect
     )
     assert order is not None  # sqlite3 is a positional driver
-    engine.dispose()
     planned = planned_rows(ready, stamp)
     db = sqlite3.connect(path, isolation_level=None)
     for pragma in ("foreign_keys=ON", "journal_mode=WAL", "synchronous=NORMAL"):
@@ -170,8 +169,9 @@ def measure_sqlite(ready: Ready, path: Path) -> list[Phase]:
         Phase("claim: mark them sending"),
         Phase("record: update each outcome"),
     )
-    with Session(make_engine(ready.url)) as session:
+    with Session(engine) as session:
         read_readers(session, ready, readers, None)
+    engine.dispose()
     with clock(insert):
         for rows in chunks(planned, READER_BATCH):
             in_transaction(insert_sql, rows)
