@@ -80,14 +80,17 @@ def _each_reader_once(smtp: SmtpServer, factory: sessionmaker[Session]) -> None:
     assert dict(statuses) == {"sent": READERS}
 
 
-def _terminate_lock_session(engine: Engine, key: str) -> int:
-    """End the PostgreSQL session holding edition ``key``'s advisory lock."""
-    unsigned = _advisory_id(key) & 0xFFFF_FFFF_FFFF_FFFF
+def _terminate_lock_session(engine: Engine, key: str, purpose: str = "edition") -> int:
+    """End the PostgreSQL sessions of this database holding edition ``key``'s advisory lock
+    for ``purpose`` (not another database's on the same server: a test run beside this
+    one, say); returns how many."""
+    unsigned = _advisory_id(key, purpose) & 0xFFFF_FFFF_FFFF_FFFF
     with engine.begin() as conn:
         ended = conn.scalar(
             text(
                 "SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE locktype ="
-                " 'advisory' AND classid::bigint = :hi AND objid::bigint = :lo"
+                " 'advisory' AND classid::bigint = :hi AND objid::bigint = :lo AND database ="
+                " (SELECT oid FROM pg_database WHERE datname = current_database())"
             ),
             {"hi": unsigned >> 32, "lo": unsigned & 0xFFFF_FFFF},
         )
@@ -209,15 +212,7 @@ def test_a_worker_whose_shared_lock_session_ends_can_tell(engine: Engine) -> Non
     with working_on(engine, "2026-W49", heartbeat=0.1) as holds:
         time.sleep(0.3)
         assert holds()
-        unsigned = _advisory_id("2026-W49", "workers") & 0xFFFF_FFFF_FFFF_FFFF
-        with engine.begin() as conn:
-            conn.execute(
-                text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype ="
-                    " 'advisory' AND classid::bigint = :hi AND objid::bigint = :lo"
-                ),
-                {"hi": unsigned >> 32, "lo": unsigned & 0xFFFF_FFFF},
-            )
+        assert _terminate_lock_session(engine, "2026-W49", "workers") == 1
         deadline = time.monotonic() + 0.4
         while holds():
             assert time.monotonic() < deadline, "the worker still thinks it holds the edition"
