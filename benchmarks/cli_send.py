@@ -44,8 +44,10 @@ def send(
     folder: Path, url: str, database: Path, key: str, connections: int
 ) -> tuple[float, list[tuple[float, int]], SinkReport, str]:
     """Run ``digest send`` into a sink; its wall time, the sent count over time (seconds
-    since the command started), what the sink got, and the command's last line."""
-    with SinkProcess() as sink:
+    since the command started, the last one after it ended), what the sink got, and the
+    command's last line. Its output goes to a file: a pipe read only at the end would
+    stop the command once the pipe is full."""
+    with SinkProcess() as sink, (folder / "send.log").open("w+b") as log:
         env = {**os.environ, **smtp_env(str(folder), url, sink.port, connections)}
         env["DIGEST_NOW"] = NOW.isoformat()
         started = time.perf_counter()
@@ -53,18 +55,21 @@ def send(
             [sys.executable, "-m", "digest", "send"],
             env=env,
             cwd=folder,
-            stdout=subprocess.PIPE,
+            stdout=log,
             stderr=subprocess.STDOUT,
         )
         samples: list[tuple[float, int]] = []
         with closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as ledger:
-            while command.poll() is None:
-                time.sleep(POLL)
+            while True:
+                ended = command.poll() is not None
                 (sent,) = ledger.execute(SENT, (key,)).fetchone()
                 samples.append((time.perf_counter() - started, sent))
-        wall = time.perf_counter() - started
-        assert command.stdout is not None
-        output = command.stdout.read().decode()
+                if ended:
+                    break
+                time.sleep(POLL)
+        wall = samples[-1][0]  # the sample taken once the command had ended
+        log.seek(0)
+        output = log.read().decode()
         received = sink.stop()
     if command.returncode:
         raise SystemExit(f"digest send failed ({command.returncode}):\n{output[-2000:]}")
