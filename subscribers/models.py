@@ -52,7 +52,7 @@ class Subscriber(Base):
     email_hash: Mapped[str] = mapped_column(String(64), unique=True)
     name: Mapped[str | None] = mapped_column(String(200))
     status: Mapped[str] = mapped_column(String(20), default=Status.PENDING.value)
-    #: Opaque unsubscribe/preferences token (256 bits); rotate it to revoke old links.
+    #: Opaque unsubscribe/preferences token (about 255 bits); rotate it to revoke old links.
     token: Mapped[str] = mapped_column(String(64), unique=True, default=new_token)
     #: HMAC-SHA256 of ``token`` with the database's ``token_key``: links are looked up by
     #: it, never by the token (set on insert and on every token change, see below).

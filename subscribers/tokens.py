@@ -1,6 +1,8 @@
 """Opaque tokens for unsubscribe, preference and confirmation links.
 
-Every token is ``secrets.token_urlsafe(32)``: 256 random bits in 43 URL-safe characters.
+Every token is 43 URL-safe characters with no ``-`` (about 255 random bits): one word, so
+that no spam filter's pattern for a crypto-wallet address can find one inside it (see
+:func:`new_token`); tokens made before that may hold a ``-`` and keep working.
 Unsubscribe/preferences tokens are kept as they are (each digest is built with them) and
 are found only by their keyed hash (:func:`token_digest`: HMAC-SHA256 with the database's
 ``token_key``), so the time a look-up takes says nothing about the stored tokens; a
@@ -21,8 +23,16 @@ _TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{43}")
 
 
 def new_token() -> str:
-    """A fresh unguessable token of 256 bits."""
-    return secrets.token_urlsafe(TOKEN_BYTES)
+    """A fresh unguessable token: ``secrets.token_urlsafe(32)``, drawn again while it holds a
+    ``-`` (about half the draws), so each is uniform over the 43-character tokens without one.
+
+    A ``-`` split a token into words, and a word of 26 to 35 characters that starts with 1 or 3
+    is a bitcoin address to SpamAssassin (``__BITCOIN_ID``): about one token in 4,000 made
+    its reader's digest look like one, and a summary saying "within 24 hours" then scored
+    BITCOIN_DEADLINE. A token of one 43-character word is too long for any such pattern."""
+    while "-" in (token := secrets.token_urlsafe(TOKEN_BYTES)):
+        pass
+    return token
 
 
 def looks_like_token(value: str) -> bool:
