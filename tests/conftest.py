@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from aiosmtpd.controller import Controller
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, create_engine, make_url, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest.config import STARTER_CONFIG, Settings, load_settings
@@ -26,7 +26,30 @@ from subscribers.models import Subscriber
 
 #: Monday 23 November 2026, 08:00 UTC: the start of ISO week 2026-W48.
 NOW = dt.datetime(2026, 11, 23, 8, 0, tzinfo=dt.UTC)
-PG_URL = os.environ.get("DIGEST_TEST_DATABASE_URL")
+
+
+def _database_of_this_worker(url: str | None) -> str | None:
+    """``url``, or under pytest-xdist (``-n``) the database ``<name>_<worker>`` on the same
+    server, created when missing. Each test has a schema of its own, but advisory locks are
+    per database and keyed by the edition: two workers sending the same week at once would
+    take each other's for another sender's."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not url or not worker:
+        return url
+    given = make_url(url)
+    name = f"{given.database}_{worker}"
+    admin = create_engine(given, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            known = "SELECT 1 FROM pg_database WHERE datname = :name"
+            if conn.scalar(text(known), {"name": name}) is None:
+                conn.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        admin.dispose()
+    return given.set(database=name).render_as_string(hide_password=False)
+
+
+PG_URL = _database_of_this_worker(os.environ.get("DIGEST_TEST_DATABASE_URL"))
 
 
 def make_settings(tmp_path: Path, **overrides: str) -> Settings:
