@@ -17,7 +17,7 @@ from sqlalchemy import Engine, func, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest.config import STARTER_CONFIG
-from digest.delivery.locks import SendLock, _advisory_id, working_on
+from digest.delivery.locks import SendLock, _advisory_id, advisory_id, no_workers, working_on
 from digest.store.db import make_engine, session_factory, transaction
 from digest.store.models import Delivery, Edition, EditionLock
 from subscribers import service
@@ -84,8 +84,8 @@ def _terminate_lock_session(engine: Engine, key: str, purpose: str = "edition") 
     """End the PostgreSQL sessions of this database holding edition ``key``'s advisory lock
     for ``purpose`` (not another database's on the same server: a test run beside this
     one, say); returns how many."""
-    unsigned = _advisory_id(key, purpose) & 0xFFFF_FFFF_FFFF_FFFF
     with engine.begin() as conn:
+        unsigned = advisory_id(conn, key, purpose) & 0xFFFF_FFFF_FFFF_FFFF
         ended = conn.scalar(
             text(
                 "SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE locktype ="
@@ -217,3 +217,46 @@ def test_a_worker_whose_shared_lock_session_ends_can_tell(engine: Engine) -> Non
         while holds():
             assert time.monotonic() < deadline, "the worker still thinks it holds the edition"
             time.sleep(0.01)
+
+
+@pytest.mark.postgres
+def test_two_lists_in_one_database_each_send_their_week(engine: Engine) -> None:
+    """Two installations in one PostgreSQL database, each in its own schema (the URL's
+    search_path), send the same week at once: advisory locks are per database, so each
+    schema's are its own; within one schema a second sender is still refused."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("advisory locks are PostgreSQL's")
+    from digest.store import schema
+
+    assert PG_URL
+    name = f"t_other_{os.getpid()}"
+    admin = make_engine(PG_URL)
+    with admin.begin() as conn:
+        conn.execute(text(f"CREATE SCHEMA {name}"))
+    other = make_engine(f"{PG_URL}{'&' if '?' in PG_URL else '?'}options=-csearch_path%3D{name}")
+    try:
+        schema.upgrade(other)
+        with SendLock(engine, "2026-W49") as ours, SendLock(other, "2026-W49") as theirs:
+            assert ours.acquired and theirs.acquired
+            with SendLock(other, "2026-W49") as again:
+                assert not again.acquired and again.other == "another process"
+        # a worker process sending the other list's week does not hold up this one's run
+        with working_on(other, "2026-W49") as working, no_workers(engine, "2026-W49") as alone:
+            assert working() and alone
+        with working_on(other, "2026-W49"), no_workers(other, "2026-W49") as alone:
+            assert not alone
+    finally:
+        other.dispose()
+        with admin.begin() as conn:
+            conn.execute(text(f"DROP SCHEMA {name} CASCADE"))
+        admin.dispose()
+
+
+def test_the_default_schemas_locks_are_those_of_earlier_versions() -> None:
+    """A sender of the previous version and one of this version on the same list (an
+    upgrade during a send) still exclude each other: ``public``'s ids did not change."""
+    import hashlib
+
+    earlier = hashlib.sha256(b"digest-edition:2026-W49").digest()[:8]
+    assert _advisory_id("2026-W49") == int.from_bytes(earlier, "big", signed=True)
+    assert _advisory_id("2026-W49", schema="list_b") != _advisory_id("2026-W49")

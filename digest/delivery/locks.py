@@ -62,9 +62,19 @@ def heartbeat_for(lease: dt.timedelta) -> float:
     return min(lease.total_seconds() / 10, HEARTBEAT)
 
 
-def _advisory_id(key: str, purpose: str = "edition") -> int:
-    digest = hashlib.sha256(f"digest-{purpose}:{key}".encode()).digest()
+def _advisory_id(key: str, purpose: str = "edition", schema: str = "public") -> int:
+    """The advisory lock of edition ``key`` for ``purpose`` in ``schema``. Advisory locks
+    are per database, not per schema: two lists in one database (each in its own schema,
+    chosen by the URL's search_path) must not share their weeks' locks. The default
+    schema's ids are those of versions that did not name it."""
+    scope = "" if schema == "public" else f"{schema}/"
+    digest = hashlib.sha256(f"digest-{purpose}:{scope}{key}".encode()).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def advisory_id(conn: Connection, key: str, purpose: str = "edition") -> int:
+    """:func:`_advisory_id` in the schema ``conn`` works in."""
+    return _advisory_id(key, purpose, conn.scalar(text("SELECT current_schema()")) or "public")
 
 
 def _advisory_held(conn: Connection, lock_id: int) -> bool:
@@ -137,8 +147,8 @@ def no_workers(engine: Engine, key: str) -> Iterator[bool]:
     if engine.dialect.name != "postgresql":
         yield True
         return
-    lock = {"id": _advisory_id(key, "workers")}
     with engine.connect() as conn:
+        lock = {"id": advisory_id(conn, key, "workers")}
         alone = bool(conn.scalar(text("SELECT pg_try_advisory_lock(:id)"), lock))
         conn.commit()
         try:
@@ -159,8 +169,8 @@ def working_on(
     if engine.dialect.name != "postgresql":
         yield lambda: True
         return
-    lock_id = _advisory_id(key, "workers")
     with engine.connect() as conn:
+        lock_id = advisory_id(conn, key, "workers")
         conn.execute(text("SELECT pg_advisory_lock_shared(:id)"), {"id": lock_id})
         conn.commit()
         beat = Heartbeat(
@@ -214,6 +224,7 @@ class SendLock:
         #: a previous holder did not release it and may still be running (see settle)
         self.previous_may_live = False
         self._conn: Connection | None = None
+        self._lock_id = 0  # the advisory lock's id, once the schema is known
         self._beat = Heartbeat(
             self._check_advisory if self._postgres else self._renew_lease,
             self.heartbeat,
@@ -241,9 +252,8 @@ class SendLock:
 
     def _acquire_advisory(self) -> bool:
         self._conn = self.engine.connect()
-        got = self._conn.scalar(
-            text("SELECT pg_try_advisory_lock(:id)"), {"id": _advisory_id(self.key)}
-        )
+        self._lock_id = advisory_id(self._conn, self.key)
+        got = self._conn.scalar(text("SELECT pg_try_advisory_lock(:id)"), {"id": self._lock_id})
         self._conn.commit()
         if not got:
             self._conn.close()
@@ -306,7 +316,7 @@ class SendLock:
 
     def _check_advisory(self) -> bool:
         assert self._conn is not None
-        return _advisory_held(self._conn, _advisory_id(self.key))
+        return _advisory_held(self._conn, self._lock_id)
 
     def renew(self) -> None:
         """Kept for callers between batches: the heartbeat thread renews the lease now."""
@@ -319,7 +329,7 @@ class SendLock:
         if self._conn is not None:
             conn, self._conn = self._conn, None
             try:
-                conn.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": _advisory_id(self.key)})
+                conn.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": self._lock_id})
                 conn.commit()
             except SQLAlchemyError:  # the session is gone, and the lock with it
                 conn.invalidate()
