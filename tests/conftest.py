@@ -30,9 +30,9 @@ NOW = dt.datetime(2026, 11, 23, 8, 0, tzinfo=dt.UTC)
 
 def _database_of_this_worker(url: str | None) -> str | None:
     """``url``, or under pytest-xdist (``-n``) the database ``<name>_<worker>`` on the same
-    server, created when missing. Each test has a schema of its own, but advisory locks are
-    per database and keyed by the edition: two workers sending the same week at once would
-    take each other's for another sender's."""
+    server, created when missing. Each test has a schema of its own, but some look at the
+    whole database: the benchmark's count of the CPU of a database's backends must see
+    only this worker's."""
     worker = os.environ.get("PYTEST_XDIST_WORKER")
     if not url or not worker:
         return url
