@@ -22,7 +22,7 @@ from digest.mail.transports import MemoryTransport
 from digest.preview.reader import PREVIEW_TOKEN, preview_categories, preview_subscriber
 from digest.render.renderer import builtin_templates_dir
 from digest.store.db import make_engine, session_factory, utcnow
-from digest.store.models import Delivery
+from digest.store.models import Delivery, Variant
 from subscribers.models import Subscriber
 from tests.conftest import NOW, add_categories, add_reader, add_summary
 
@@ -91,6 +91,22 @@ def test_persona_preview_is_the_message_send_hands_over(
     assert real.encode() not in before.eml  # a preview never carries a working token
     msg = email.message_from_bytes(before.eml, policy=email.policy.default)
     assert msg["To"].addresses[0].display_name == "Zoë Müller"
+
+
+def test_a_week_planned_before_web_ids_changed_shape_is_previewed_with_its_own(
+    db_settings: Settings, engine: Engine, factory: sessionmaker[Session]
+) -> None:
+    """A variant keeps the web id it was planned with (earlier versions made 32 characters
+    of base64url); the preview links to that page, as the send does, not to a new id."""
+    a_week(factory, NOW)
+    run_edition(db_settings, MemoryTransport(), now=NOW, engine=engine)
+    earlier = "Ab3-kQ_9xY2mN7pR4sT6vW8zC1dF5gH0"
+    with factory.begin() as session:
+        (zoes,) = [v for v in session.scalars(select(Variant)) if len(v.category_ids) == 2]
+        zoes.web_id = earlier
+    preview = preview_subscriber(db_settings, "zoe@example.org", now=NOW + DAY, engine=engine)
+    assert f"/v/{earlier}" in preview.text and f"/v/{earlier}" in preview.html
+    assert not re.search(r"/v/[a-z2-7]{39}\b", preview.text)
 
 
 def test_persona_says_why_a_reader_gets_nothing(

@@ -31,7 +31,7 @@ from digest.planning.when import Schedule, current_key
 from digest.preview.persona import persona_of
 from digest.render.preflight import summary_warnings, variant_problems
 from digest.render.renderer import Rendered, Renderer
-from digest.store.models import Edition
+from digest.store.models import Edition, Variant
 from digest.store.schema import open_database
 from subscribers import service
 
@@ -168,7 +168,7 @@ def preview_key(
     """Render and build one variant as a send does, and personalise it for ``recipient``
     (default: a sample reader) with a token that is not valid."""
     edition = current_key(now, Schedule.from_settings(settings))
-    web_ids = {key: web_id_for(web_salt(session), edition, key)}
+    web_ids = {key: _web_id(session, edition, key)}
     renderer = Renderer(settings)
     contents = load_contents(session, [key], settings.card_cap, edition=edition)
     rendered, template = render_contents(renderer, contents, date=now, web_ids=web_ids)[key]
@@ -196,6 +196,17 @@ def preview_key(
         placeholder=template.placeholder,
         edition=edition,
     )
+
+
+def _web_id(session: Session, edition_key: str, key: VariantKey) -> str:
+    """The address of the variant's web version as the send gives it: the stored one when
+    the week already has this variant (one planned by an earlier version has an id of
+    another shape), else the one planning will give it."""
+    planned = select(Variant).join(Edition).where(Edition.key == edition_key)
+    for variant in session.scalars(planned):
+        if variant.key == key:
+            return variant.web_id
+    return web_id_for(web_salt(session), edition_key, key)
 
 
 def send_test(
