@@ -9,6 +9,7 @@ import secrets
 import socket
 import threading
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -73,21 +74,30 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
         yield eng
         eng.dispose()
         return
+    with pg_schema("t") as eng:
+        yield eng
+
+
+@contextmanager
+def pg_schema(prefix: str) -> Iterator[Engine]:
+    """A migrated, empty schema ``<prefix>_<random>`` on the PostgreSQL server of the tests
+    (skips without one), dropped afterwards. The schema travels in the engine's URL (its
+    search_path), so processes started from ``db_settings`` use it too."""
     if not PG_URL:
         pytest.skip("PostgreSQL tests need DIGEST_TEST_DATABASE_URL (set by .ci/run)")
-    name = f"t_{secrets.token_hex(6)}"
+    name = f"{prefix}_{secrets.token_hex(6)}"
     admin = make_engine(PG_URL)
     with admin.begin() as conn:
         conn.execute(text(f"CREATE SCHEMA {name}"))
-    # the schema travels in the URL, so processes started from db_settings use it too
-    sep = "&" if "?" in PG_URL else "?"
-    eng = make_engine(f"{PG_URL}{sep}options=-csearch_path%3D{name}")
-    schema.upgrade(eng)
-    yield eng
-    eng.dispose()
-    with admin.begin() as conn:
-        conn.execute(text(f"DROP SCHEMA {name} CASCADE"))
-    admin.dispose()
+    eng = make_engine(f"{PG_URL}{'&' if '?' in PG_URL else '?'}options=-csearch_path%3D{name}")
+    try:
+        schema.upgrade(eng)
+        yield eng
+    finally:
+        eng.dispose()
+        with admin.begin() as conn:
+            conn.execute(text(f"DROP SCHEMA {name} CASCADE"))
+        admin.dispose()
 
 
 @pytest.fixture

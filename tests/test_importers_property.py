@@ -5,7 +5,6 @@ saying what is wrong; nothing else escapes. Real imports into SQLite and Postgre
 from __future__ import annotations
 
 import json
-import secrets
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +13,6 @@ from xml.sax.saxutils import escape
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest.errors import DigestError
@@ -23,7 +21,7 @@ from digest.sources.load import ImportOptions, import_summaries
 from digest.store import schema
 from digest.store.db import make_engine, session_factory
 from subscribers.importing import ImportResult, import_csv
-from tests.conftest import NOW, PG_URL, add_categories
+from tests.conftest import NOW, add_categories, pg_schema
 from tests.test_sources_formats import LONDON
 from tests.test_sources_property import INTERESTING_TEXT, JSON_VALUES, RECORDS
 
@@ -82,23 +80,10 @@ def factory(request: pytest.FixtureRequest) -> Iterator[sessionmaker[Session]]:
             yield made
             engine.dispose()
         return
-    if not PG_URL:
-        pytest.skip("PostgreSQL tests need DIGEST_TEST_DATABASE_URL (set by .ci/run)")
-    name = f"p_{secrets.token_hex(6)}"
-    admin = make_engine(PG_URL)
-    with admin.begin() as conn:
-        conn.execute(text(f"CREATE SCHEMA {name}"))
-    engine = make_engine(f"{PG_URL}{'&' if '?' in PG_URL else '?'}options=-csearch_path%3D{name}")
-    try:
-        schema.upgrade(engine)
+    with pg_schema("p") as engine:
         made = session_factory(engine)
         add_categories(made, "Pharmacology", "Neurology")
         yield made
-    finally:
-        engine.dispose()
-        with admin.begin() as conn:
-            conn.execute(text(f"DROP SCHEMA {name} CASCADE"))
-        admin.dispose()
 
 
 def import_subscribers(factory: sessionmaker[Session], data: bytes, flags: int) -> None:

@@ -21,7 +21,7 @@ from digest.delivery.locks import SendLock, _advisory_id, advisory_id, no_worker
 from digest.store.db import make_engine, session_factory, transaction
 from digest.store.models import Delivery, Edition, EditionLock
 from subscribers import service
-from tests.conftest import PG_URL, SmtpServer, add_categories, add_summary
+from tests.conftest import PG_URL, SmtpServer, add_categories, add_summary, pg_schema
 
 READERS = 30
 RATE = 4.0  # messages per second: the run takes about 7.5 s
@@ -226,16 +226,7 @@ def test_two_lists_in_one_database_each_send_their_week(engine: Engine) -> None:
     schema's are its own; within one schema a second sender is still refused."""
     if engine.dialect.name != "postgresql":
         pytest.skip("advisory locks are PostgreSQL's")
-    from digest.store import schema
-
-    assert PG_URL
-    name = f"t_other_{os.getpid()}"
-    admin = make_engine(PG_URL)
-    with admin.begin() as conn:
-        conn.execute(text(f"CREATE SCHEMA {name}"))
-    other = make_engine(f"{PG_URL}{'&' if '?' in PG_URL else '?'}options=-csearch_path%3D{name}")
-    try:
-        schema.upgrade(other)
+    with pg_schema("other") as other:
         with SendLock(engine, "2026-W49") as ours, SendLock(other, "2026-W49") as theirs:
             assert ours.acquired and theirs.acquired
             with SendLock(other, "2026-W49") as again:
@@ -245,11 +236,6 @@ def test_two_lists_in_one_database_each_send_their_week(engine: Engine) -> None:
             assert working() and alone
         with working_on(other, "2026-W49"), no_workers(other, "2026-W49") as alone:
             assert not alone
-    finally:
-        other.dispose()
-        with admin.begin() as conn:
-            conn.execute(text(f"DROP SCHEMA {name} CASCADE"))
-        admin.dispose()
 
 
 def test_the_default_schemas_locks_are_those_of_earlier_versions() -> None:
