@@ -318,9 +318,6 @@ class SendLock:
         assert self._conn is not None
         return _advisory_held(self._conn, self._lock_id)
 
-    def renew(self) -> None:
-        """Kept for callers between batches: the heartbeat thread renews the lease now."""
-
     def release(self) -> None:
         if not self.acquired:
             return
